@@ -1,0 +1,3 @@
+import os
+os.environ.setdefault("ALIGNNB_QUIET", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")

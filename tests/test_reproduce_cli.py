@@ -1,0 +1,86 @@
+"""The `alignnb-reproduce` console script, run as a user runs it: in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "alignnb-reproduce"
+
+
+def run_cli(*args, cwd, extra_path=None):
+    env = dict(os.environ, ALIGNNB_QUIET="1", MPLBACKEND="Agg")
+    if extra_path: env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run([str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def dummy_module(tmp_path):
+    """A method module outside the package, with a plot, registered only by name."""
+    mod = tmp_path / "mods"
+    mod.mkdir()
+    (mod / "dummy_method.py").write_text(textwrap.dedent('''
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from alignnb.core import Result, save_figure
+        def reproduce(quick=True, out=None):
+            "The mean of 1..n is (n + 1) / 2."
+            n = 10 if quick else 1000
+            mean = sum(range(1, n + 1)) / n
+            fig, ax = plt.subplots(); ax.plot(range(n))
+            path = save_figure(fig, "dummy_line.png", out)
+            return Result(method="dummy_method", claim="mean of 1..n is (n+1)/2", paper=str((n + 1) / 2),
+                          ours={"n": n, "mean": mean}, passed=mean == (n + 1) / 2, criterion="exact equality",
+                          figures=[path])
+    '''))
+    (mod / "exploding_method.py").write_text("def reproduce(quick=True):\n    raise ValueError('boom')\n")
+    return mod
+
+
+def test_help_describes_the_command(tmp_path):
+    p = run_cli("--help", cwd=tmp_path)
+    assert p.returncode == 0
+    for word in ("--full", "--out", "--module", "methods"):
+        assert word in p.stdout
+
+
+def test_run_with_a_registered_dummy_method(tmp_path, dummy_module):
+    p = run_cli("dummy_method", "--module", "dummy_method", "--out", "res", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 0, p.stderr
+    header = p.stdout.splitlines()[0].split()
+    assert header == ["method", "claim", "paper", "ours", "verdict", "seconds"]
+    row = next(l for l in p.stdout.splitlines() if l.startswith("dummy_method"))
+    assert "held" in row and "mean=5.5" in row
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["quick"] is True
+    (entry,) = summary["methods"]
+    assert entry["verdict"] == "held" and entry["result"]["ours"] == {"n": 10, "mean": 5.5}
+    fig = tmp_path / "res" / "dummy_method" / "dummy_line.png"
+    assert fig.stat().st_size > 0 and entry["result"]["figures"] == [str(Path("res") / "dummy_method" / "dummy_line.png")]
+
+
+def test_full_flag_reaches_reproduce(tmp_path, dummy_module):
+    env_mods = "dummy_method"
+    p = run_cli("--full", "dummy_method", "--module", env_mods, "--out", "res", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["quick"] is False and summary["methods"][0]["result"]["ours"]["n"] == 1000
+
+
+def test_a_raising_method_makes_the_exit_code_non_zero(tmp_path, dummy_module):
+    p = run_cli("--module", "dummy_method", "--module", "exploding_method", "dummy_method", "exploding_method",
+                "--out", "res", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 1
+    assert "ValueError: boom" in p.stderr
+    verdicts = {m["method"]: m["verdict"] for m in json.loads((tmp_path / "res" / "summary.json").read_text())["methods"]}
+    assert verdicts == {"dummy_method": "held", "exploding_method": "error"}
+
+
+def test_unknown_method_exits_2_naming_the_known_ones(tmp_path, dummy_module):
+    p = run_cli("nosuchmethod", "--module", "dummy_method", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 2
+    assert "nosuchmethod" in p.stderr and "known:" in p.stderr and "dummy_method" in p.stderr
