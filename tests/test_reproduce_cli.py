@@ -84,3 +84,5 @@ def test_unknown_method_exits_2_naming_the_known_ones(tmp_path, dummy_module):
     p = run_cli("nosuchmethod", "--module", "dummy_method", cwd=tmp_path, extra_path=dummy_module)
     assert p.returncode == 2
     assert "nosuchmethod" in p.stderr and "known:" in p.stderr and "dummy_method" in p.stderr
+    bare = run_cli("nosuchmethod", cwd=tmp_path)  # with only the package's own methods
+    assert bare.returncode == 2 and "unknown method(s) nosuchmethod; known:" in bare.stderr
