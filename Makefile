@@ -17,8 +17,10 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip  # a current pip builds sdists such as seqeval through PEP 517
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps torch-struct==0.5  # its metadata pins an old torch; it works with ours
 	touch $(STAMP)
 
 reproduce: setup
@@ -69,4 +71,4 @@ docs: setup
 	$(BIN)/alignnb-docs build
 
 data: setup
-	$(BIN)/python -c "from alignnb.data import make_data; make_data()"
+	$(BIN)/python -c "from alignnb.lm import make_data; make_data()"
