@@ -1,0 +1,148 @@
+"""Benchmark alignnb.smoothdp against tslearn, pysdtw (soft-DTW), pytorch-crf and torch-struct (entropy Viterbi) on the CPU.
+
+    python benchmarks/bench_smoothdp.py --quick     # float32 soft-DTW B = 16, m = n = 64; Viterbi B = 8, T = 30 (~45 s, most of it Numba compiling the peers)
+    python benchmarks/bench_smoothdp.py             # B = 64, m = n in {128, 256, 512}; Viterbi B = 32, T = 100, S = 16
+
+Every case times forward + backward on the same inputs in one process, after a warm-up (Numba compiles the peers on
+their first call for each dtype). Before timing, each library's value and gradient are compared with a float64
+reference: tslearn's NumPy `soft_dtw_alignment` for soft-DTW (gradient by the chain rule through the expected
+alignment), pytorch-crf in float64 for Viterbi. Writes benchmarks/results/bench_smoothdp.json.
+"""
+import argparse, json, statistics, time, warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alignnb.smoothdp import ViterbiLoss, chain_potentials, path_score, soft_dtw
+
+warnings.filterwarnings("ignore")
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def value_and_grad(loss_fn, x, y):
+    "Forward + backward of loss_fn(x, y).sum() with respect to x."
+    x = x.detach().clone().requires_grad_()
+    value = loss_fn(x, y)
+    value.sum().backward()
+    return value.detach().double(), x.grad.double()
+
+
+def soft_dtw_reference(x, y, gamma, pairs):
+    "Values and gradients of the first `pairs` pairs from tslearn's float64 NumPy soft-DTW."
+    from tslearn.metrics import soft_dtw_alignment
+    values, grads = [], []
+    for b in range(pairs):
+        xb, yb = x[b].double().numpy(), y[b].double().numpy()
+        E, value = soft_dtw_alignment(xb, yb, gamma=gamma)
+        values.append(value); grads.append(2 * (E.sum(1)[:, None] * xb - E @ yb))
+    return torch.tensor(values), torch.tensor(np.stack(grads))
+
+
+def bench_soft_dtw(B, sizes, d, dtypes, repeats, gamma=1.0, pairs=2):
+    import pysdtw
+    from tslearn.metrics import SoftDTWLossPyTorch
+    libraries = {"alignnb": lambda x, y: soft_dtw(x, y, gamma),
+                 "tslearn": SoftDTWLossPyTorch(gamma=gamma),
+                 "pysdtw": pysdtw.SoftDTW(gamma=gamma, use_cuda=False)}
+    rows = []
+    for dtype in dtypes:
+        for fn in libraries.values():  # warm-up: Numba compilation per dtype
+            value_and_grad(fn, torch.randn(2, 8, d, dtype=dtype), torch.randn(2, 8, d, dtype=dtype))
+        for m in sizes:
+            g = torch.Generator().manual_seed(m)
+            x, y = torch.randn(B, m, d, generator=g, dtype=dtype), torch.randn(B, m, d, generator=g, dtype=dtype)
+            ref_value, ref_grad = soft_dtw_reference(x, y, gamma, pairs)
+            row = {"task": "soft-DTW fwd+bwd", "shape": f"B={B} m=n={m} d={d}", "dtype": str(dtype).replace("torch.", "")}
+            for name, fn in libraries.items():
+                value, grad = value_and_grad(fn, x, y)
+                row[f"{name}_value_rel_err"] = float(((value[:pairs] - ref_value).abs() / ref_value.abs()).max())
+                row[f"{name}_grad_max_err"] = float((grad[:pairs] - ref_grad).abs().max() / ref_grad.abs().max())
+                row[f"{name}_s"] = median_time(lambda: value_and_grad(fn, x, y), repeats)
+            tolerance = 1e-3 if dtype == torch.float32 else 1e-6
+            for name in libraries:  # every library must agree with the float64 reference before its time counts
+                assert row[f"{name}_value_rel_err"] < tolerance, (name, row)
+            row["ratio_tslearn"] = row["tslearn_s"] / row["alignnb_s"]
+            row["ratio_pysdtw"] = row["pysdtw_s"] / row["alignnb_s"]
+            rows.append(row)
+    return rows
+
+
+def bench_viterbi(B, T, S, dtypes, repeats):
+    from torchcrf import CRF
+    rows = []
+    for dtype in dtypes:
+        g = torch.Generator().manual_seed(T)
+        emissions = torch.randn(B, T, S, generator=g, dtype=dtype)
+        tags = torch.randint(0, S, (B, T), generator=g)
+        lengths = torch.randint(T // 2, T + 1, (B,), generator=g); lengths[0] = T
+        mask = torch.arange(T) < lengths[:, None]
+        crf = CRF(S, batch_first=True).to(dtype)
+        loss = ViterbiLoss("entropy", 1.0, reduction="sum")
+
+        def peer():
+            e = emissions.detach().clone().requires_grad_()
+            value = -crf(e, tags, mask=mask, reduction="sum"); value.backward()
+            return value.detach().double(), e.grad.double()
+
+        def ours():
+            e = emissions.detach().clone().requires_grad_()
+            theta = chain_potentials(e, crf.transitions.detach().T, crf.start_transitions.detach(), crf.end_transitions.detach(), lengths)
+            value = loss(theta, tags, lengths); value.backward()
+            return value.detach().double(), e.grad.double()
+
+        def struct():  # torch-struct's linear-chain CRF on the same potentials (T + 1 states, see tests/test_smoothdp.py)
+            from torch_struct import LinearChainCRF
+            e = emissions.detach().clone().requires_grad_()
+            theta = chain_potentials(e, crf.transitions.detach().T, crf.start_transitions.detach(), crf.end_transitions.detach(), lengths)
+            value = LinearChainCRF(theta, lengths=lengths + 1).partition.sum() - path_score(theta, tags, lengths).sum(); value.backward()
+            return value.detach().double(), e.grad.double()
+
+        crf64 = CRF(S, batch_first=True).double(); crf64.load_state_dict(crf.state_dict())
+        e64 = emissions.detach().double().clone().requires_grad_()
+        ref_value = -crf64(e64, tags, mask=mask, reduction="sum"); ref_value.backward()
+        row = {"task": "entropy Viterbi fwd+bwd", "shape": f"B={B} T={T} S={S}", "dtype": str(dtype).replace("torch.", "")}
+        for name, fn in (("alignnb", ours), ("pytorch_crf", peer), ("torch_struct", struct)):
+            value, grad = fn()
+            row[f"{name}_value_rel_err"] = float((value - ref_value.detach()).abs() / ref_value.detach().abs())
+            row[f"{name}_grad_max_err"] = float((grad - e64.grad).abs().max())
+            row[f"{name}_s"] = median_time(fn, repeats)
+        assert row["alignnb_value_rel_err"] < (1e-4 if dtype == torch.float32 else 1e-10), row
+        row["ratio_pytorch_crf"] = row["pytorch_crf_s"] / row["alignnb_s"]
+        row["ratio_torch_struct"] = row["torch_struct_s"] / row["alignnb_s"]
+        rows.append(row)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    dtypes = (torch.float32, torch.float64)
+    if args.quick:
+        rows = bench_soft_dtw(16, (64,), 8, (torch.float32,), repeats=3) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
+    else:
+        rows = bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3) + bench_viterbi(32, 100, 16, dtypes, repeats=5)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; ratio = peer time / alignnb time (> 1: alignnb faster)")
+    header = f"{'task':<24} {'shape':<22} {'dtype':<8} {'alignnb s':>9} {'peer':<12} {'peer s':>8} {'ratio':>6} {'ours err':>9} {'peer err':>9}"
+    print(header); print("-" * len(header))
+    for row in rows:
+        for peer in ("tslearn", "pysdtw", "pytorch_crf", "torch_struct"):
+            if f"{peer}_s" in row:
+                print(f"{row['task']:<24} {row['shape']:<22} {row['dtype']:<8} {row['alignnb_s']:>9.3f} {peer:<12} {row[peer + '_s']:>8.3f} "
+                      f"{row['ratio_' + peer]:>6.2f} {row['alignnb_grad_max_err']:>9.1e} {row[peer + '_grad_max_err']:>9.1e}")
+    print("err: max gradient error against the float64 reference (relative to the largest entry for soft-DTW)")
+    out = Path(__file__).parent / "results" / "bench_smoothdp.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"quick": args.quick, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
