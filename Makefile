@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
-export ALIGNNB_QUIET ?= 1
 export MPLBACKEND ?= Agg
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -25,6 +24,10 @@ $(STAMP): pyproject.toml
 
 reproduce: setup
 	$(BIN)/alignnb-reproduce
+
+# Test output stays readable: no progress bars (ours follow ALIGNNB_QUIET, transformers' follow the hub's switch).
+test export-check clean-check nbtest pytest docs-check bench-quick: export ALIGNNB_QUIET = 1
+test export-check clean-check nbtest pytest docs-check bench-quick: export HF_HUB_DISABLE_PROGRESS_BARS = 1
 
 # `make test`: library in sync with the notebooks, notebooks clean, notebooks run, pytest, docs, quick benchmarks.
 test: setup export-check clean-check nbtest pytest docs-check bench-quick
