@@ -342,6 +342,58 @@ def _dtw_forward(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str
         r_prev2, r_prev = r_prev, r
     return value, qs
 
+
+_PLANS = {}
+
+
+def _stale(old: tuple[int, int], new: tuple[int, int]) -> list:
+    "Slices of the rows in `old` (lo, hi) outside `new`: what a reused buffer must reset."
+    (a, b), (lo, hi) = old, new
+    parts = [(a, b)] if lo > hi else [(a, min(b, lo - 1)), (max(a, hi + 1), b)]
+    return [slice(s, e + 1) for s, e in parts if s <= e]
+
+
+def _dtw_plan(m: int, n: int, bandwidth: int | None) -> list:
+    "Cached per (m, n, bandwidth): for k = 2..m+n, (k, lo, hi, θ slice, rows to reset forward, rows to reset backward)."
+    key = (m, n, bandwidth)
+    if key not in _PLANS:
+        if len(_PLANS) >= 64: _PLANS.clear()
+        rows = {-1: (1, 0), 0: (0, 0), 1: (1, 0), m + n + 1: (1, 0), m + n + 2: (1, 0), m + n + 3: (1, 0)}  # R_00; borders only; beyond the grid
+        rows.update({k: _diagonal_rows(k, m, n, bandwidth) for k in range(2, m + n + 1)})
+        _PLANS[key] = [(k, lo, hi, _diagonal_slice(k, lo, hi, n) if lo <= hi else None,
+                        _stale(rows[k - 3], (lo, hi)), _stale(rows[k + 3], (lo, hi)))
+                       for k in range(2, m + n + 1) for lo, hi in [rows[k]]]
+    return _PLANS[key]
+
+
+def _dtw_forward_fast(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str, gamma: float, bandwidth: int | None):
+    "`_dtw_forward` without autograd: three reused diagonal buffers, in-place soft-min, cached indices. Same values and Q."
+    B, m, n = theta.shape
+    flat = theta.reshape(B, m * n)
+    ends = lengths_x + lengths_y
+    slots = theta.new_full((3, B, m + 2), BIG)  # diagonal k lives in slots[k % 3], BIG outside its rows lo..hi
+    slots[0, :, 0] = 0.0  # R_00 = 0
+    value, qs, end_set, entropy = theta.new_zeros(B), [None, None], set(ends.tolist()), omega == "entropy"
+    for k, lo, hi, cells, stale, _ in _dtw_plan(m, n, bandwidth):
+        r, r_prev, r_prev2 = slots[k % 3], slots[(k - 1) % 3], slots[(k - 2) % 3]
+        for rows in stale: r[:, rows] = BIG
+        if cells is None: qs.append(None); continue  # the band skips this diagonal
+        parents = torch.stack([r_prev[:, lo:hi + 1], r_prev2[:, lo - 1:hi], r_prev[:, lo - 1:hi]])  # (3, B, rows)
+        if entropy:  # _max_argmax(-parents, 'entropy', gamma, dim=0), written in place
+            low = parents.amin(0)
+            q = torch.sub(low, parents)
+            if gamma != 1.0: q.mul_(1.0 / gamma)
+            s = q.exp_().sum(0)
+            q.div_(s)
+            soft_min = s.log_()
+            if gamma != 1.0: soft_min.mul_(gamma)
+            soft_min.sub_(low)
+        else: soft_min, q = _max_argmax(-parents, omega, gamma, dim=0)
+        torch.sub(flat[:, cells], soft_min, out=r[:, lo:hi + 1])  # (9)
+        qs.append(q)
+        if k in end_set: value = torch.where(ends == k, r.gather(1, lengths_x[:, None]).squeeze(1), value)
+    return value, qs
+
 # %% ../nbs/20_smoothdp.ipynb #7d0e23fe
 def _dtw_backward(qs: list, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, shape, bandwidth: int | None) -> Tensor:
     "The reverse pass (6) on the grid, pull form: expected alignment (B, m, n) times `grad` (B,), from Q only."
@@ -360,11 +412,86 @@ def _dtw_backward(qs: list, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, 
         p2, p1 = p1, F.pad(e_bar * qs[k], (lo, m + 1 - hi))  # (6): e = ē q, (3, B, m + 2)
     return out.reshape(B, m, n)
 
+
+def _dtw_backward_fast(qs: list, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, shape, bandwidth: int | None) -> Tensor:
+    "`_dtw_backward` without autograd: three reused flow buffers written in place, cached indices. Same result."
+    B, m, n = shape
+    ends = lengths_x + lengths_y
+    seeds = {k: torch.zeros_like(grad[:, None]).expand(B, m + 2).scatter(1, lengths_x[:, None], torch.where(ends == k, grad, 0.0)[:, None])
+             for k in ends.unique().tolist()}
+    out = grad.new_zeros(B, m * n)
+    slots = grad.new_zeros(3, 3, B, m + 2)  # the flows out of diagonal k live in slots[k % 3], zero outside its rows lo..hi
+    for k, lo, hi, cells, _, stale in reversed(_dtw_plan(m, n, bandwidth)):
+        p, p1, p2 = slots[k % 3], slots[(k + 1) % 3], slots[(k + 2) % 3]
+        for rows in stale: p[:, :, rows] = 0.0
+        if cells is None: continue
+        e_bar = out[:, cells]
+        torch.add(p1[0, :, lo:hi + 1], p2[1, :, lo + 1:hi + 2], out=e_bar).add_(p1[2, :, lo + 1:hi + 2])  # (6)
+        if k in seeds: e_bar.add_(seeds[k][:, lo:hi + 1])
+        torch.mul(e_bar, qs[k], out=p[:, :, lo:hi + 1])  # (6): e = ē q
+    return out.reshape(B, m, n)
+
+
+def _dtw_numpy(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, gamma: float, bandwidth: int | None, grad: Tensor | None = None, qs: list | None = None):
+    "The entropy DP on CPU float32/64 in NumPy, whose per-op cost on short diagonals is a fraction of torch's: forward (values, Q as arrays), or with `grad` and that Q the backward. Same steps as the fast torch pair."
+    B, m, n = theta.shape
+    lx, ends = lengths_x.numpy(force=True), (lengths_x + lengths_y).numpy(force=True)
+    plan = _dtw_plan(m, n, bandwidth)
+    if grad is None:  # forward: `_dtw_forward_fast` for omega = 'entropy'
+        flat = theta.reshape(B, m * n).numpy(force=True)
+        slots = np.full((3, B, m + 2), BIG, dtype=flat.dtype)
+        slots[0, :, 0] = 0.0
+        value, qs, end_set = np.zeros(B, dtype=flat.dtype), [None, None], set(ends.tolist())
+        torch_exp = 256 if flat.dtype == np.float64 else None  # NumPy's float64 exp and log are scalar without AVX-512: torch's on long diagonals
+        for k, lo, hi, cells, stale, _ in plan:
+            r, r_prev, r_prev2 = slots[k % 3], slots[(k - 1) % 3], slots[(k - 2) % 3]
+            for rows in stale: r[:, rows] = BIG
+            if cells is None: qs.append(None); continue
+            parents = r_prev[:, lo:hi + 1], r_prev2[:, lo - 1:hi], r_prev[:, lo - 1:hi]  # ufuncs with out=: no np.stack, no reductions
+            low = np.minimum(parents[0], parents[1]); np.minimum(low, parents[2], out=low)
+            q = np.empty((3, B, hi - lo + 1), dtype=flat.dtype)
+            for c in range(3): np.subtract(low, parents[c], out=q[c])
+            if gamma != 1.0: q *= 1.0 / gamma
+            long = torch_exp is not None and B * (hi - lo + 1) >= torch_exp
+            if long: torch.from_numpy(q).exp_()
+            else: np.exp(q, out=q)
+            s = np.add(q[0], q[1]); s += q[2]
+            q /= s
+            soft_min = torch.from_numpy(s).log_().numpy() if long else np.log(s, out=s)
+            if gamma != 1.0: soft_min *= gamma
+            soft_min -= low
+            np.subtract(flat[:, cells], soft_min, out=r[:, lo:hi + 1])
+            qs.append(q)
+            if k in end_set: hit = ends == k; value[hit] = r[hit, lx[hit]]
+        return torch.from_numpy(value), qs
+    g = grad.numpy(force=True)
+    seeds = {}
+    for k in set(ends.tolist()):
+        seeds[k] = np.zeros((B, m + 2), dtype=g.dtype); hit = ends == k; seeds[k][hit, lx[hit]] = g[hit]
+    out = np.zeros((B, m * n), dtype=g.dtype)
+    slots = np.zeros((3, 3, B, m + 2), dtype=g.dtype)
+    for k, lo, hi, cells, _, stale in reversed(plan):
+        p, p1, p2 = slots[k % 3], slots[(k + 1) % 3], slots[(k + 2) % 3]
+        for rows in stale: p[:, :, rows] = 0.0
+        if cells is None: continue
+        e_bar = out[:, cells]
+        np.add(p1[0, :, lo:hi + 1], p2[1, :, lo + 1:hi + 2], out=e_bar); e_bar += p1[2, :, lo + 1:hi + 2]
+        if k in seeds: e_bar += seeds[k][:, lo:hi + 1]
+        np.multiply(e_bar, qs[k], out=p[:, :, lo:hi + 1])
+    return torch.from_numpy(out.reshape(B, m, n))
+
+
+def _use_numpy(theta: Tensor, omega: str) -> bool:
+    "Whether the NumPy DP applies: entropy, CPU, float32 or float64."
+    return omega == "entropy" and theta.device.type == "cpu" and theta.dtype in (torch.float32, torch.float64)
+
 # %% ../nbs/20_smoothdp.ipynb #8f1147cd
 class _DTW(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, lengths_x, lengths_y, omega, gamma, bandwidth):
-        with _serial_on_cpu(theta): value, qs = _dtw_forward(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
+        with _serial_on_cpu(theta):  # forward runs without autograd
+            if _use_numpy(theta, omega): value, qs = _dtw_numpy(theta, lengths_x, lengths_y, gamma, bandwidth)
+            else: value, qs = _dtw_forward_fast(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
         ctx.save_for_backward(theta, lengths_x, lengths_y)
         ctx.qs, ctx.config = qs, (omega, gamma, bandwidth)
         return value
@@ -376,7 +503,9 @@ class _DTW(torch.autograd.Function):
         with _serial_on_cpu(theta):
             if torch.is_grad_enabled():  # create_graph=True: Q as a function of theta makes (6) differentiable
                 qs = _dtw_forward(theta, lengths_x, lengths_y, *ctx.config)[1]
-            return _dtw_backward(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
+                return _dtw_backward(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
+            if _use_numpy(theta, ctx.config[0]): return _dtw_numpy(theta, lengths_x, lengths_y, *ctx.config[1:], grad, qs), None, None, None, None, None
+            return _dtw_backward_fast(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
 
 # %% ../nbs/20_smoothdp.ipynb #2aae34bb
 def dtw(
@@ -424,8 +553,26 @@ def pairwise_sqeuclidean(
     y: Tensor,  # (B, n, d) series
 ) -> Tensor:  # (B, m, n) costs ||x_i - y_j||^2
     "Squared Euclidean costs between the time steps of two batches of series, in O(B m n) memory."
-    cost = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2 * x @ y.transpose(1, 2)
-    return cost.clamp_min(0.0)  # rounding can make ||x_i||^2 + ||y_j||^2 - 2<x_i, y_j> slightly negative
+    return _SqEuclidean.apply(x, y)
+
+
+class _SqEuclidean(torch.autograd.Function):
+    "The costs and their backward (the chain rule autograd would apply), on one CPU thread: thread sync costs small batches more than it saves."
+    @staticmethod
+    def forward(ctx, x, y):
+        with _serial_on_cpu(x):
+            cost = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2 * x @ y.transpose(1, 2)
+            ctx.save_for_backward(x, y, cost >= 0)
+            return cost.clamp_min_(0.0)  # rounding can make ||x_i||^2 + ||y_j||^2 - 2<x_i, y_j> slightly negative
+
+    @staticmethod
+    def backward(ctx, grad):  # differentiable torch ops: create_graph=True gives second derivatives
+        x, y, kept = ctx.saved_tensors
+        with _serial_on_cpu(x):
+            g = torch.where(kept, grad, 0.0)  # clamp_min's derivative
+            gx = 2 * g.sum(2)[:, :, None] * x - 2 * (g @ y) if ctx.needs_input_grad[0] else None
+            gy = 2 * g.sum(1)[:, :, None] * y - 2 * (g.transpose(1, 2) @ x) if ctx.needs_input_grad[1] else None
+        return gx, gy
 
 
 def _check_series(x, y):
@@ -453,10 +600,11 @@ def soft_dtw(
     _check_series(x, y)
     if cost == "sqeuclidean": cost = pairwise_sqeuclidean
     elif not callable(cost): raise ValueError(f"cost must be 'sqeuclidean' or a callable, got {cost!r}")
-    value = dtw(cost(x, y), omega, gamma, bandwidth, lengths_x, lengths_y)
-    if not normalize: return value
-    return value - 0.5 * (dtw(cost(x, x), omega, gamma, bandwidth, lengths_x, lengths_x)
-                          + dtw(cost(y, y), omega, gamma, bandwidth, lengths_y, lengths_y))  # (10)
+    with _serial_on_cpu(x):  # costs and checks too: small batched ops pay more for thread sync than they gain
+        value = dtw(cost(x, y), omega, gamma, bandwidth, lengths_x, lengths_y)
+        if not normalize: return value
+        return value - 0.5 * (dtw(cost(x, x), omega, gamma, bandwidth, lengths_x, lengths_x)
+                              + dtw(cost(y, y), omega, gamma, bandwidth, lengths_y, lengths_y))  # (10)
 
 # %% ../nbs/20_smoothdp.ipynb #8d5f8676
 class SoftDTWLoss(nn.Module):
