@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -432,65 +433,112 @@ def _dtw_backward_fast(qs: list, grad: Tensor, lengths_x: Tensor, lengths_y: Ten
     return out.reshape(B, m, n)
 
 
-def _dtw_numpy(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, gamma: float, bandwidth: int | None, grad: Tensor | None = None, qs: list | None = None):
-    "The entropy DP on CPU float32/64 in NumPy, whose per-op cost on short diagonals is a fraction of torch's: forward (values, Q as arrays), or with `grad` and that Q the backward. Same steps as the fast torch pair."
+# %% ../nbs/20_smoothdp.ipynb #95fe87a9
+def _jit(**options):
+    "numba.njit with an on-disk cache where the function lives in a file (a notebook cell has none: compile per process)."
+    def wrap(f):
+        try: return numba.njit(cache=True, **options)(f)
+        except RuntimeError: return numba.njit(**options)(f)
+    return wrap
+
+
+@_jit()
+def _soft_min3(a, d, u, omega, gamma):
+    "min_Omega of the parents (left, diagonal, up) and its argmin distribution; omega 0 entropy, 1 l2, 2 hard."
+    if omega == 2:  # the first minimum, as torch.max's index
+        one, zero = gamma / gamma, gamma - gamma  # 1 and 0 in the input's dtype
+        if a <= d and a <= u: return a, one, zero, zero
+        if d <= u: return d, zero, one, zero
+        return u, zero, zero, one
+    low = min(a, min(d, u))
+    za, zd, zu = (low - a) / gamma, (low - d) / gamma, (low - u) / gamma  # -parents / gamma, shifted: max is 0
+    if omega == 0:  # (2) for min: low - gamma log sum exp
+        ea, ed, eu = math.exp(za), math.exp(zd), math.exp(zu)
+        s = ea + ed + eu
+        return low - gamma * math.log(s), ea / s, ed / s, eu / s
+    s1, s2, s3 = za, zd, zu  # (3): sparsemax of three numbers, sorted descending
+    if s1 < s2: s1, s2 = s2, s1
+    if s2 < s3: s2, s3 = s3, s2
+    if s1 < s2: s1, s2 = s2, s1
+    one = gamma / gamma
+    tau = s1 - one
+    if one + 2 * s2 > s1 + s2:
+        tau = (s1 + s2 - one) / 2
+        if one + 3 * s3 > s1 + s2 + s3: tau = (s1 + s2 + s3 - one) / 3
+    qa, qd, qu = max(za - tau, 0 * tau), max(zd - tau, 0 * tau), max(zu - tau, 0 * tau)
+    return qa * a + qd * d + qu * u + gamma / 2 * (qa * qa + qd * qd + qu * qu), qa, qd, qu  # -max_Omega(-parents)
+
+
+@_jit(parallel=True)
+def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
+    "(9) row by row for each pair (in parallel over the batch): values (B,) and Q (B, m, n, 3); bandwidth -1: no band."
     B, m, n = theta.shape
-    lx, ends = lengths_x.numpy(force=True), (lengths_x + lengths_y).numpy(force=True)
-    plan = _dtw_plan(m, n, bandwidth)
-    if grad is None:  # forward: `_dtw_forward_fast` for omega = 'entropy'
-        flat = theta.reshape(B, m * n).numpy(force=True)
-        slots = np.full((3, B, m + 2), BIG, dtype=flat.dtype)
-        slots[0, :, 0] = 0.0
-        value, qs, end_set = np.zeros(B, dtype=flat.dtype), [None, None], set(ends.tolist())
-        torch_exp = 256 if flat.dtype == np.float64 else None  # NumPy's float64 exp and log are scalar without AVX-512: torch's on long diagonals
-        for k, lo, hi, cells, stale, _ in plan:
-            r, r_prev, r_prev2 = slots[k % 3], slots[(k - 1) % 3], slots[(k - 2) % 3]
-            for rows in stale: r[:, rows] = BIG
-            if cells is None: qs.append(None); continue
-            parents = r_prev[:, lo:hi + 1], r_prev2[:, lo - 1:hi], r_prev[:, lo - 1:hi]  # ufuncs with out=: no np.stack, no reductions
-            low = np.minimum(parents[0], parents[1]); np.minimum(low, parents[2], out=low)
-            q = np.empty((3, B, hi - lo + 1), dtype=flat.dtype)
-            for c in range(3): np.subtract(low, parents[c], out=q[c])
-            if gamma != 1.0: q *= 1.0 / gamma
-            long = torch_exp is not None and B * (hi - lo + 1) >= torch_exp
-            if long: torch.from_numpy(q).exp_()
-            else: np.exp(q, out=q)
-            s = np.add(q[0], q[1]); s += q[2]
-            q /= s
-            soft_min = torch.from_numpy(s).log_().numpy() if long else np.log(s, out=s)
-            if gamma != 1.0: soft_min *= gamma
-            soft_min -= low
-            np.subtract(flat[:, cells], soft_min, out=r[:, lo:hi + 1])
-            qs.append(q)
-            if k in end_set: hit = ends == k; value[hit] = r[hit, lx[hit]]
-        return torch.from_numpy(value), qs
-    g = grad.numpy(force=True)
-    seeds = {}
-    for k in set(ends.tolist()):
-        seeds[k] = np.zeros((B, m + 2), dtype=g.dtype); hit = ends == k; seeds[k][hit, lx[hit]] = g[hit]
-    out = np.zeros((B, m * n), dtype=g.dtype)
-    slots = np.zeros((3, 3, B, m + 2), dtype=g.dtype)
-    for k, lo, hi, cells, _, stale in reversed(plan):
-        p, p1, p2 = slots[k % 3], slots[(k + 1) % 3], slots[(k + 2) % 3]
-        for rows in stale: p[:, :, rows] = 0.0
-        if cells is None: continue
-        e_bar = out[:, cells]
-        np.add(p1[0, :, lo:hi + 1], p2[1, :, lo + 1:hi + 2], out=e_bar); e_bar += p1[2, :, lo + 1:hi + 2]
-        if k in seeds: e_bar += seeds[k][:, lo:hi + 1]
-        np.multiply(e_bar, qs[k], out=p[:, :, lo:hi + 1])
-    return torch.from_numpy(out.reshape(B, m, n))
+    value = np.empty(B, dtype=theta.dtype)
+    Q = np.empty((B, m, n, 3), dtype=theta.dtype)  # only cells inside the lengths and the band are written and read
+    for b in numba.prange(B):
+        Lx, Ly = lengths_x[b], lengths_y[b]
+        prev, cur = np.full(n + 1, BIG, dtype=theta.dtype), np.full(n + 1, BIG, dtype=theta.dtype)  # rows i - 1 and i of R
+        prev[0] = 0  # R_00
+        for i in range(1, Lx + 1):
+            lo, hi = 1, Ly
+            if bandwidth >= 0: lo, hi = max(lo, i - bandwidth), min(hi, i + bandwidth)
+            cur[:] = BIG
+            for j in range(lo, hi + 1):
+                r, qa, qd, qu = _soft_min3(cur[j - 1], prev[j - 1], prev[j], omega, gamma)
+                Q[b, i - 1, j - 1, 0], Q[b, i - 1, j - 1, 1], Q[b, i - 1, j - 1, 2] = qa, qd, qu
+                cur[j] = theta[b, i - 1, j - 1] + r
+            prev, cur = cur, prev
+        value[b] = prev[Ly]
+    return value, Q
 
 
-def _use_numpy(theta: Tensor, omega: str) -> bool:
-    "Whether the NumPy DP applies: entropy, CPU, float32 or float64."
-    return omega == "entropy" and theta.device.type == "cpu" and theta.dtype in (torch.float32, torch.float64)
+@_jit(parallel=True)
+def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth):
+    "(6) in reverse row-major order, push form: the expected alignment (B, m, n) times grad (B,), from Q only."
+    B, m, n, _ = Q.shape
+    out = np.zeros((B, m, n), dtype=Q.dtype)
+    for b in numba.prange(B):
+        Lx, Ly = lengths_x[b], lengths_y[b]
+        cur, below = np.zeros(n + 1, dtype=Q.dtype), np.zeros(n + 1, dtype=Q.dtype)  # ē of rows i and i - 1
+        cur[Ly] = grad[b]
+        for i in range(Lx, 0, -1):
+            lo, hi = 1, Ly
+            if bandwidth >= 0: lo, hi = max(lo, i - bandwidth), min(hi, i + bandwidth)
+            below[:] = 0
+            for j in range(hi, lo - 1, -1):
+                e = cur[j]
+                out[b, i - 1, j - 1] = e
+                cur[j - 1] += e * Q[b, i - 1, j - 1, 0]
+                below[j - 1] += e * Q[b, i - 1, j - 1, 1]
+                below[j] += e * Q[b, i - 1, j - 1, 2]
+            cur, below = below, cur
+    return out
+
+
+def _use_compiled(theta: Tensor) -> bool:
+    "Whether the compiled kernels apply: a CPU tensor in float32 or float64."
+    return theta.device.type == "cpu" and theta.dtype in (torch.float32, torch.float64)
+
+
+def _dtw_compiled(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str, gamma: float, bandwidth: int | None):
+    "Values (B,) and Q (B, m, n, 3) as a NumPy array, from `_dtw_forward_kernel`."
+    th = theta.detach().contiguous().numpy()
+    value, Q = _dtw_forward_kernel(th, lengths_x.numpy(force=True), lengths_y.numpy(force=True), OMEGAS.index(omega),
+                                   th.dtype.type(gamma), -1 if bandwidth is None else bandwidth)
+    return torch.from_numpy(value), Q
+
+
+def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, bandwidth: int | None) -> Tensor:
+    "The expected alignment times `grad`, from `_dtw_backward_kernel`."
+    g = grad.detach().to(torch.float64 if Q.dtype == np.float64 else torch.float32).contiguous().numpy()
+    return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True), -1 if bandwidth is None else bandwidth))
 
 # %% ../nbs/20_smoothdp.ipynb #8f1147cd
 class _DTW(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, lengths_x, lengths_y, omega, gamma, bandwidth):
         with _serial_on_cpu(theta):  # forward runs without autograd
-            if _use_numpy(theta, omega): value, qs = _dtw_numpy(theta, lengths_x, lengths_y, gamma, bandwidth)
+            if _use_compiled(theta): value, qs = _dtw_compiled(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
             else: value, qs = _dtw_forward_fast(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
         ctx.save_for_backward(theta, lengths_x, lengths_y)
         ctx.qs, ctx.config = qs, (omega, gamma, bandwidth)
@@ -504,7 +552,7 @@ class _DTW(torch.autograd.Function):
             if torch.is_grad_enabled():  # create_graph=True: Q as a function of theta makes (6) differentiable
                 qs = _dtw_forward(theta, lengths_x, lengths_y, *ctx.config)[1]
                 return _dtw_backward(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
-            if _use_numpy(theta, ctx.config[0]): return _dtw_numpy(theta, lengths_x, lengths_y, *ctx.config[1:], grad, qs), None, None, None, None, None
+            if _use_compiled(theta): return _dtw_compiled_backward(qs, grad, lengths_x, lengths_y, ctx.config[2]).to(theta.dtype), None, None, None, None, None
             return _dtw_backward_fast(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
 
 # %% ../nbs/20_smoothdp.ipynb #2aae34bb

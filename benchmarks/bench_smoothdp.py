@@ -1,7 +1,7 @@
 """Benchmark alignnb.smoothdp against tslearn, pysdtw (soft-DTW), pytorch-crf and torch-struct (entropy Viterbi) on the CPU.
 
-    python benchmarks/bench_smoothdp.py --quick     # float32 soft-DTW B = 16, m = n = 64; Viterbi B = 8, T = 30 (~45 s, most of it Numba compiling the peers)
-    python benchmarks/bench_smoothdp.py             # B = 64, m = n in {128, 256, 512}; Viterbi B = 32, T = 100, S = 16
+    python benchmarks/bench_smoothdp.py --quick     # soft-DTW B = 16, m = n = 64; Viterbi B = 8, T = 30 (~30 s, most of it Numba compiling)
+    python benchmarks/bench_smoothdp.py             # soft-DTW B = 64, m = n in {128, 256, 512} and B = 16, m = n = 64; Viterbi B = 32, T = 100, S = 16
 
 Every case times forward + backward on the same inputs in one process, after a warm-up (Numba compiles the peers on
 their first call for each dtype). Before timing, each library's value and gradient are compared with a float64
@@ -126,9 +126,10 @@ def main():
     args = ap.parse_args()
     dtypes = (torch.float32, torch.float64)
     if args.quick:
-        rows = bench_soft_dtw(16, (64,), 8, (torch.float32,), repeats=3) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
+        rows = bench_soft_dtw(16, (64,), 8, dtypes, repeats=5) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
     else:
-        rows = bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3) + bench_viterbi(32, 100, 16, dtypes, repeats=5)
+        rows = (bench_soft_dtw(16, (64,), 8, dtypes, repeats=7) + bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3)
+                + bench_viterbi(32, 100, 16, dtypes, repeats=5))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; ratio = peer time / alignnb time (> 1: alignnb faster)")
     header = f"{'task':<24} {'shape':<22} {'dtype':<8} {'alignnb s':>9} {'peer':<12} {'peer s':>8} {'ratio':>6} {'ours err':>9} {'peer err':>9}"
     print(header); print("-" * len(header))

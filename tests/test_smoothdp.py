@@ -149,6 +149,24 @@ def test_fuzz_dtw_finite_and_padding_invariant(B, m, n, omega, gamma, scale, ban
         assert alignment[b, lx[b]:].abs().sum() == 0 and alignment[b, :, ly[b]:].abs().sum() == 0
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), m=st.integers(1, 12), n=st.integers(1, 12), omega=st.sampled_from(["entropy", "l2", "hard"]),
+       gamma=st.floats(1e-2, 1e1), scale=st.floats(1e-2, 1e2), band_extra=st.one_of(st.none(), st.integers(0, 3)),
+       seed=st.integers(0, 2**16))
+def test_fuzz_compiled_sweep_equals_wavefront(B, m, n, omega, gamma, scale, band_extra, seed):
+    "The Numba row sweep (CPU path) and the anti-diagonal wavefront (CUDA and second-order path) give the same values and alignments."
+    from alignnb.smoothdp import _dtw_backward_fast, _dtw_compiled, _dtw_compiled_backward, _dtw_forward_fast
+    g = torch.Generator().manual_seed(seed)
+    theta = scale * torch.rand(B, m, n, generator=g, dtype=torch.float64)
+    lx, ly = torch.randint(1, m + 1, (B,), generator=g), torch.randint(1, n + 1, (B,), generator=g)
+    band = None if band_extra is None else int((lx - ly).abs().max()) + band_extra
+    grad = torch.randn(B, generator=g, dtype=torch.float64)
+    value, qs = _dtw_forward_fast(theta, lx, ly, omega, gamma, band)
+    compiled_value, Q = _dtw_compiled(theta, lx, ly, omega, gamma, band)
+    torch.testing.assert_close(compiled_value, value, rtol=1e-9, atol=1e-9 * scale)
+    torch.testing.assert_close(_dtw_compiled_backward(Q, grad, lx, ly, band), _dtw_backward_fast(qs, grad, lx, ly, theta.shape, band), rtol=1e-8, atol=1e-8)
+
+
 @settings(max_examples=30, deadline=None)
 @given(B=st.integers(1, 3), T=st.integers(1, 6), S=st.integers(1, 5), omega=st.sampled_from(["entropy", "l2", "hard"]),
        gamma=st.floats(1e-4, 1e2), scale=st.floats(1e-3, 1e4), seed=st.integers(0, 2**16))
