@@ -18,13 +18,14 @@ import torch
 from .core import Result, plot_style, save_figure, timed, seed_everything
 
 # %% auto #0
-__all__ = ['KVCache', 'layer_matrix', 'matrix_to_layer', 'kv_cache_of', 'kv_cache_into', 'continuation_perplexity', 'capture_kv',
-           'outputs_with_kv', 'load_minilm', 'minilm_caches', 'absmax_quantize', 'absmax_dequantize', 'released_bins',
-           'anchor_delta', 'undo_anchor_delta', 'symbol_counts', 'grouped_entropy', 'counts_to_frequencies',
-           'ideal_bits', 'CorruptStreamError', 'CacheGenCodec', 'quantize_cache', 'quantize_dequantize', 'fit',
-           'encode_with_stats', 'encode', 'decode', 'absmax_baseline', 'kivi_baseline', 'fp16_bytes', 'zstd_baseline',
-           'relative_error_per_layer', 'compare_codecs', 'ablation', 'StreamPlan', 'plan_stream', 'StreamingSetup',
-           'simulate_streaming', 'small_lm_experiment', 'cachegen_experiment', 'reproduce']
+__all__ = ['KVCache', 'layer_matrix', 'matrix_to_layer', 'kv_cache_of', 'kv_cache_into', 'continuation_perplexity',
+           'continuation_logprobs', 'mean_kl', 'capture_kv', 'outputs_with_kv', 'load_minilm', 'minilm_caches',
+           'absmax_quantize', 'absmax_dequantize', 'released_bins', 'anchor_delta', 'undo_anchor_delta',
+           'symbol_counts', 'grouped_entropy', 'counts_to_frequencies', 'ideal_bits', 'CorruptStreamError',
+           'CacheGenCodec', 'quantize_cache', 'quantize_dequantize', 'fit', 'encode_with_stats', 'encode', 'decode',
+           'absmax_baseline', 'kivi_baseline', 'fp16_bytes', 'zstd_baseline', 'relative_error_per_layer',
+           'compare_codecs', 'ablation', 'group_bits', 'BinCalibration', 'calibrate_bins', 'StreamPlan', 'plan_stream',
+           'StreamingSetup', 'simulate_streaming', 'small_lm_experiment', 'cachegen_experiment', 'reproduce']
 
 # %% ../nbs/30_cachegen.ipynb #fb036958
 @dataclass
@@ -116,6 +117,26 @@ def continuation_perplexity(
         logits = model(ids[None, :-1], cache=kv_cache_into(model, cache)).logits[0].float()  # (n-1, vocab)
     nll = torch.nn.functional.cross_entropy(logits, ids[1:].to(logits.device))
     return float(torch.exp(nll))
+
+# %% ../nbs/30_cachegen.ipynb #12835c56
+def continuation_logprobs(
+    model: torch.nn.Module,  # a Hugging Face causal LM
+    cache: KVCache,  # cache of the prefix
+    next_ids,  # (n,) the tokens after the prefix; n >= 2
+) -> torch.Tensor:  # (n - 1, vocab) float32 log-probabilities
+    "Next-token log-probabilities at each of `next_ids[:-1]`, continuing from `cache`."
+    ids = torch.as_tensor(next_ids).reshape(-1)
+    if ids.numel() < 2: raise ValueError(f"next_ids must hold at least 2 tokens, got {ids.numel()}")
+    with torch.no_grad():
+        return torch.log_softmax(model(ids[None, :-1], cache=kv_cache_into(model, cache)).logits[0].float(), -1)
+
+def mean_kl(
+    logp: torch.Tensor,  # (n, vocab) log-probabilities of the reference
+    logq: torch.Tensor,  # (n, vocab) log-probabilities of the approximation
+) -> float:  # nats per position
+    "Eq. (0): the mean over positions of KL(p || q)."
+    if logp.shape != logq.shape: raise ValueError(f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}")
+    return float((logp.exp() * (logp - logq)).sum(-1).mean())
 
 # %% ../nbs/30_cachegen.ipynb #deb2acde
 def _kv_modules(model, key_suffix: str, value_suffix: str):
@@ -696,6 +717,78 @@ def ablation(
             "tables per (layer, channel), no delta": empirical("channel"),
             "tables per (layer, token), no delta": empirical("token")}
 
+# %% ../nbs/30_cachegen.ipynb #03e97694
+def group_bits(
+    caches: Sequence[KVCache],  # calibration caches
+    kind: int,  # 0: keys, 1: values
+    layer: int,  # l
+    bins: int,  # B
+    group_size: int = 10,  # G
+) -> float:  # bits per element
+    "Estimated coded bits per element of one (kind, layer) at `bins`: the per-channel entropy of its anchor and delta symbols."
+    parts = [anchor_delta(absmax_quantize(layer_matrix((c.keys, c.values)[kind][layer]), bins)[0], group_size, bins // 2 - 1) for c in caches]
+    anchors, deltas = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
+    return sum(grouped_entropy(s, "channel") * s.size for s in (anchors, deltas) if s.size) / (anchors.size + deltas.size)
+
+
+@dataclass
+class BinCalibration:
+    "Bins per layer chosen for a quality budget, and the greedy path that led there."
+    key_bins: tuple  # B^K_l
+    value_bins: tuple  # B^V_l
+    loss: float  # the loss at the chosen bins, on the calibration data
+    history: list  # (key_bins, value_bins, loss, estimated bits per element) at the start and after each step
+    evaluations: int  # calls of the loss function
+
+    @property
+    def level_config(self) -> tuple:
+        "`(key_bins, value_bins)`, ready for `CacheGenCodec(level_config=...)`."
+        return self.key_bins, self.value_bins
+
+
+def calibrate_bins(
+    caches: Sequence[KVCache],  # calibration caches of one model
+    loss,  # f(key_bins, value_bins) -> float on calibration data, e.g. the mean KL (0); lower is better
+    budget: float,  # ε: the largest loss allowed
+    ladder: Sequence[int] = (32, 16, 12, 8, 6, 4),  # the bins a layer may take
+    start=None,  # (key_bins, value_bins) to start from, on the ladder; None: the released default
+    group_size: int = 10,  # G, for the bit estimates
+) -> BinCalibration:
+    "Greedy solution of (5): coarsen one (kind, layer) a notch at a time, least loss per bit saved, within `budget`."
+    caches = list(caches)
+    if not caches: raise ValueError("caches must hold at least one KVCache")
+    for j, c in enumerate(caches): _check_cache(c, f"caches[{j}]")
+    if not callable(loss): raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (math.isfinite(budget) and budget >= 0):
+        raise ValueError(f"budget must be a finite number >= 0, got {budget!r}")
+    steps = sorted({int(b) for b in ladder}, reverse=True)
+    if not steps or any(b % 2 or not 4 <= b <= 64 for b in steps): raise ValueError(f"ladder must hold even bins in [4, 64], got {tuple(ladder)}")
+    L = caches[0].n_layers
+    bins = [list(b) for b in (start if start is not None else released_bins(L))]
+    if len(bins) != 2 or any(len(b) != L for b in bins): raise ValueError(f"start must be (key_bins, value_bins) with {L} entries each, got {start!r}")
+    if any(b not in steps for b in bins[0] + bins[1]): raise ValueError(f"start bins {tuple(map(tuple, bins))} must lie on the ladder {tuple(steps)}")
+    bits = functools.lru_cache(maxsize=None)(lambda kind, l, b: group_bits(caches, kind, l, b, group_size))
+    total_bits = lambda bs: sum(bits(kind, l, b) for kind in (0, 1) for l, b in enumerate(bs[kind])) / (2 * L)
+    current, evaluations = float(loss(*map(tuple, bins))), 1
+    if not current <= budget: raise ValueError(f"the starting bins {tuple(map(tuple, bins))} already exceed the budget: loss {current:.4g} > {budget:.4g}")
+    history, frozen = [(tuple(bins[0]), tuple(bins[1]), current, total_bits(bins))], set()
+    while True:
+        best = None  # (loss increase per bit saved, -bits saved), trial bins, loss
+        for kind in (0, 1):
+            for l in range(L):
+                b = bins[kind][l]
+                if (kind, l) in frozen or b == steps[-1]: continue
+                trial = [list(x) for x in bins]; trial[kind][l] = steps[steps.index(b) + 1]
+                value = float(loss(*map(tuple, trial))); evaluations += 1
+                if not value <= budget: frozen.add((kind, l)); continue
+                saved = bits(kind, l, b) - bits(kind, l, trial[kind][l])
+                score = (max(value - current, 0.0) / max(saved, 1e-9), -saved)
+                if best is None or score < best[0]: best = (score, trial, value)
+        if best is None: break
+        bins, current = best[1], best[2]
+        history.append((tuple(bins[0]), tuple(bins[1]), current, total_bits(bins)))
+    return BinCalibration(tuple(bins[0]), tuple(bins[1]), current, history, evaluations)
+
 # %% ../nbs/30_cachegen.ipynb #ba1eefc0
 @dataclass
 class StreamPlan:
@@ -795,11 +888,12 @@ def _plot_streaming(sweep: dict, bandwidths: np.ndarray, sim: dict, setup: Strea
 
 # %% ../nbs/30_cachegen.ipynb #40849050
 def small_lm_experiment(
-    quick: bool = True,  # 4 fit and 4 held-out documents; else 12 and 16
+    quick: bool = True,  # 4 fit and 8 held-out documents; else 12 and 16
     path: str | Path | None = None,  # folder of the small LM (default: where `alignnb.lm.load_small_lm` looks)
     prefix_tokens: int = 192,  # P: tokens in the cached prefix
     continuation_tokens: int = 64,  # tokens after the prefix; perplexity is measured on all but the first
-) -> dict | None:  # method -> {"bits", "ratio_vs_8bit", "rel_error", "quality"}; quality = mean relative perplexity increase; None without a small LM
+    kl_budget: float = 0.002,  # ε of (5) in nats per token for "CacheGen calibrated" (bins chosen on the fit documents)
+) -> dict | None:  # "rows": method -> {"bits", "ratio_vs_8bit", "rel_error", "quality" (mean relative perplexity increase)}, "calibration", ...; None without a small LM
     "Continuation perplexity of the small LM from decoded caches, relative to exact ones, for CacheGen and the baselines."
     try:
         from alignnb.lm import load_small_lm, SmallLMConfig
@@ -811,15 +905,27 @@ def small_lm_experiment(
     def pick(docs, k):  # (n,) token ids of the first k documents that are long enough
         long_enough = (ids[:n] for ids in (tok(d[:20 * n], return_tensors="pt").input_ids[0] for d in docs) if len(ids) >= n)
         return [ids for _, ids in zip(range(k), long_enough)]
-    n_fit, n_test = (4, 4) if quick else (12, 16)
+    n_fit, n_test = (4, 8) if quick else (12, 16)
     fit_ids, test_ids = pick(train, n_fit), pick(valid, n_test)
     with _single_thread():
         fit_c, test_c = ([kv_cache_of(model, x[:prefix_tokens]) for x in xs] for xs in (fit_ids, test_ids))
         exact = [continuation_perplexity(model, c, x[prefix_tokens:]) for c, x in zip(test_c, test_ids)]
+        fit_logp = [continuation_logprobs(model, c, x[prefix_tokens:]) for c, x in zip(fit_c, fit_ids)]
+        def fit_kl(kb, vb):  # (0) on the fit documents, from the quantiser's reconstruction (what decode returns)
+            return float(np.mean([mean_kl(lp, continuation_logprobs(model, quantize_dequantize(c, kb, vb), x[prefix_tokens:]))
+                                  for c, x, lp in zip(fit_c, fit_ids, fit_logp)]))
+        calibration = calibrate_bins(fit_c, fit_kl, kl_budget)
         codecs = {"CacheGen": CacheGenCodec().fit(fit_c), **{f"CacheGen L{l}": CacheGenCodec(l).fit(fit_c) for l in (1, 3)},
-                  "CacheGen no delta": CacheGenCodec(group_size=1).fit(fit_c)}
+                  "CacheGen no delta": CacheGenCodec(group_size=1).fit(fit_c),
+                  "CacheGen calibrated": CacheGenCodec(calibration.level_config).fit(fit_c),
+                  "CacheGen calibrated, no delta": CacheGenCodec(calibration.level_config, group_size=1).fit(fit_c)}
         rows = compare_codecs(test_c, codecs, quality=lambda i, r: continuation_perplexity(model, r, test_ids[i][prefix_tokens:]) / exact[i] - 1)
-    return {"rows": rows, "exact_perplexity": float(np.mean(exact)), "documents": len(test_ids)}
+        test_logp = [continuation_logprobs(model, c, x[prefix_tokens:]) for c, x in zip(test_c, test_ids)]
+        reconstruct = {**{name: (lambda c, codec=codec: codec.decode(codec.encode(c))) for name, codec in codecs.items() if "no delta" not in name},
+                       "absmax 8-bit": lambda c: absmax_baseline(c, 8)[1], "absmax 4-bit": lambda c: absmax_baseline(c, 4)[1]}
+        for name, rec in reconstruct.items():  # (0) on the held-out documents: the low-noise view of the same damage
+            rows[name]["kl"] = float(np.mean([mean_kl(lp, continuation_logprobs(model, rec(c), x[prefix_tokens:])) for c, x, lp in zip(test_c, test_ids, test_logp)]))
+    return {"rows": rows, "exact_perplexity": float(np.mean(exact)), "documents": len(test_ids), "calibration": calibration}
 
 # %% ../nbs/30_cachegen.ipynb #d628975a
 def cachegen_experiment(
@@ -874,7 +980,10 @@ def reproduce(
     lm = ex["small_lm"]
     if lm is None: ours["small LM"] = "not available (no data_samples/lm)"
     else: ours.update({"small LM ratio vs 8-bit": lm["rows"]["CacheGen"]["ratio_vs_8bit"], "small LM perplexity increase %": 100 * lm["rows"]["CacheGen"]["quality"],
-                       "small LM perplexity increase % (8-bit)": 100 * lm["rows"]["absmax 8-bit"]["quality"]})
+                       "small LM perplexity increase % (8-bit)": 100 * lm["rows"]["absmax 8-bit"]["quality"],
+                       "small LM ratio vs 8-bit, calibrated bins": lm["rows"]["CacheGen calibrated"]["ratio_vs_8bit"],
+                       "small LM perplexity increase %, calibrated bins": 100 * lm["rows"]["CacheGen calibrated"]["quality"],
+                       "calibrated bins (keys; values)": "; ".join(",".join(map(str, b)) for b in lm["calibration"].level_config)})
     passed = ours["ratio vs 8-bit"] >= 3.5 and ours["damage CacheGen"] < 0.01 and (lm is None or (
         lm["rows"]["CacheGen"]["ratio_vs_8bit"] >= 3.5 and lm["rows"]["CacheGen"]["quality"] < 0.01))
     return Result("cachegen", "CacheGen's codec makes the KV cache 3.5-4.3x smaller than 8-bit quantisation at negligible quality loss.",
