@@ -296,3 +296,69 @@ def test_capture_kv_matches_the_projections_of_a_bert_encoder():
     torch.testing.assert_close(outputs_with_kv(model, inputs, cache), out.last_hidden_state[0])
     zeroed = KVCache(cache.keys, [torch.zeros_like(v) for v in cache.values])  # replaced values must reach the output
     assert not torch.allclose(outputs_with_kv(model, inputs, zeroed), out.last_hidden_state[0], atol=1e-3)
+
+
+# ---------------------------------------------------------------- choosing bins for a quality budget
+
+def test_group_bits_is_the_per_channel_entropy_of_anchors_and_deltas():
+    from alignnb.cachegen import group_bits, layer_matrix
+    caches = [smooth_cache(seed=s, T=45) for s in range(2)]
+    def entropy_bits(columns):  # plain per-column histogram entropy, in total bits
+        total = 0.0
+        for col in columns.T:
+            _, counts = np.unique(col, return_counts=True)
+            p = counts / counts.sum()
+            total -= (counts * np.log2(p)).sum()
+        return total
+    for kind, layer, bins in ((0, 0, 16), (1, 1, 6)):
+        anchors, deltas = [], []
+        for c in caches:
+            q, _ = absmax_quantize(layer_matrix((c.keys, c.values)[kind][layer]), bins)
+            t = np.arange(q.shape[0]); a = t % 10 == 0
+            anchors.append(q[a]); deltas.append(q[~a] - q[(t // 10 * 10)[~a]])
+        anchors, deltas = np.concatenate(anchors), np.concatenate(deltas)
+        expected = (entropy_bits(anchors) + entropy_bits(deltas)) / (anchors.size + deltas.size)
+        assert group_bits(caches, kind, layer, bins) == pytest.approx(expected, rel=1e-12)
+
+
+def test_calibrate_bins_on_an_additive_loss_is_near_the_exhaustive_optimum():
+    import itertools
+    from alignnb.cachegen import calibrate_bins, group_bits
+    caches = [smooth_cache(L=2, seed=s, T=50) for s in range(2)]
+    ladder, weights = (16, 8, 6, 4), {(0, 0): 4.0, (0, 1): 1.0, (1, 0): 2.0, (1, 1): 0.5}
+    loss = lambda kb, vb: sum(weights[kind, l] * (1 / b) ** 2 for kind, bs in enumerate((kb, vb)) for l, b in enumerate(bs))
+    bits = lambda kb, vb: sum(group_bits(caches, kind, l, b) for kind, bs in enumerate((kb, vb)) for l, b in enumerate(bs)) / 4
+    configs = [((a, b), (c, d)) for a, b, c, d in itertools.product(ladder, repeat=4)]
+    for budget in (0.05, 0.1, 0.2, 0.4):
+        result = calibrate_bins(caches, loss, budget, ladder=ladder, start=((16, 16), (16, 16)))
+        assert result.loss <= budget and result.loss == pytest.approx(loss(*result.level_config))
+        for kind in (0, 1):  # locally maximal: one more notch anywhere breaks the budget
+            for l in range(2):
+                b = result.level_config[kind][l]
+                if b != ladder[-1]:
+                    trial = [list(x) for x in result.level_config]; trial[kind][l] = ladder[ladder.index(b) + 1]
+                    assert loss(*trial) > budget
+        best = min(bits(*c) for c in configs if loss(*c) <= budget)
+        assert bits(*result.level_config) <= 1.1 * best + 1e-12
+        assert result.history[-1][3] == pytest.approx(bits(*result.level_config))
+
+
+def test_calibrate_bins_rejects_bad_input():
+    from alignnb.cachegen import calibrate_bins
+    caches = [smooth_cache(seed=0)]
+    loss = lambda kb, vb: 0.0
+    with pytest.raises(ValueError, match="budget"): calibrate_bins(caches, loss, float("nan"))
+    with pytest.raises(TypeError, match="loss must be callable"): calibrate_bins(caches, 0.1, 1.0)
+    with pytest.raises(ValueError, match="start must be"): calibrate_bins(caches, loss, 1.0, start=((32,), (32,)))
+    with pytest.raises(ValueError, match="already exceed"): calibrate_bins(caches, lambda kb, vb: 1.0, 0.5)
+    with pytest.raises(TypeError, match="KVCache"): calibrate_bins(["not a cache"], loss, 1.0)
+
+
+def test_mean_kl_matches_scipy():
+    from scipy.stats import entropy
+    from alignnb.cachegen import mean_kl
+    g = torch.Generator().manual_seed(0)
+    logp, logq = (torch.log_softmax(3 * torch.randn(5, 11, generator=g, dtype=torch.float64), -1) for _ in range(2))
+    expected = np.mean([entropy(p, q) for p, q in zip(logp.exp().numpy(), logq.exp().numpy())])
+    assert mean_kl(logp, logq) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="same shape"): mean_kl(logp, logq[:3])

@@ -230,3 +230,23 @@ def test_viterbi_hvp_matches_autograd_hessian_of_torch_struct_partition():
     partition = lambda th: (gamma * LinearChainCRF(th / gamma, lengths=lengths + 1).partition).sum()
     _, reference = torch.autograd.functional.hvp(partition, theta, direction)
     torch.testing.assert_close(viterbi_hvp(theta, direction, "entropy", gamma, lengths), reference, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_structured_attention_is_normalised_torch_struct_marginals_and_differentiable():
+    "Entropy structured attention = P(z_t = 1) under torch-struct's CRF marginals, normalised; gradcheck goes through the double backward."
+    from torch_struct import LinearChainCRF
+    from alignnb.smoothdp import structured_attention
+    g = torch.Generator().manual_seed(11)
+    theta = torch.randn(3, 7, 2, 2, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([7, 5, 2])
+    attended = LinearChainCRF(theta, lengths=lengths + 1).marginals[:, :, 1, :].sum(-1)
+    expected = attended / attended.sum(-1, keepdim=True)
+    torch.testing.assert_close(structured_attention(theta, "entropy", 1.0, lengths), expected, rtol=1e-9, atol=1e-9)
+    for omega in ("entropy", "l2"):
+        weights = structured_attention(theta, omega, 0.7, lengths)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3, dtype=torch.float64))
+        assert (weights[torch.arange(7) >= lengths[:, None]] == 0).all()
+        th = theta.clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda t: structured_attention(t, omega, 0.7, lengths), (th,), eps=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="theta must have shape"): structured_attention(torch.zeros(2, 5, 3, 3))
