@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools, math, struct, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -134,9 +134,10 @@ def mean_kl(
     logp: torch.Tensor,  # (n, vocab) log-probabilities of the reference
     logq: torch.Tensor,  # (n, vocab) log-probabilities of the approximation
 ) -> float:  # nats per position
-    "Eq. (0): the mean over positions of KL(p || q)."
+    "The continuation KL: the mean over positions of KL(p || q), with 0 log 0 = 0."
     if logp.shape != logq.shape: raise ValueError(f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}")
-    return float((logp.exp() * (logp - logq)).sum(-1).mean())
+    p = logp.exp()
+    return float(torch.where(p > 0, p * (logp - logq), 0.0).sum(-1).mean())
 
 # %% ../nbs/30_cachegen.ipynb #deb2acde
 def _kv_modules(model, key_suffix: str, value_suffix: str):
@@ -726,6 +727,8 @@ def group_bits(
     group_size: int = 10,  # G
 ) -> float:  # bits per element
     "Estimated coded bits per element of one (kind, layer) at `bins`: the per-channel entropy of its anchor and delta symbols."
+    if kind not in (0, 1): raise ValueError(f"kind must be 0 (keys) or 1 (values), got {kind!r}")
+    if not caches or not all(0 <= layer < c.n_layers for c in caches): raise ValueError(f"layer must index a layer of every cache, got {layer!r}")
     parts = [anchor_delta(absmax_quantize(layer_matrix((c.keys, c.values)[kind][layer]), bins)[0], group_size, bins // 2 - 1) for c in caches]
     anchors, deltas = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
     return sum(grouped_entropy(s, "channel") * s.size for s in (anchors, deltas) if s.size) / (anchors.size + deltas.size)
@@ -748,28 +751,36 @@ class BinCalibration:
 
 def calibrate_bins(
     caches: Sequence[KVCache],  # calibration caches of one model
-    loss,  # f(key_bins, value_bins) -> float on calibration data, e.g. the mean KL (0); lower is better
+    loss: Callable[[tuple, tuple], float],  # f(key_bins, value_bins) on calibration data, e.g. the mean continuation KL; lower is better
     budget: float,  # ε: the largest loss allowed
     ladder: Sequence[int] = (32, 16, 12, 8, 6, 4),  # the bins a layer may take
-    start=None,  # (key_bins, value_bins) to start from, on the ladder; None: the released default
+    start: tuple | None = None,  # (key_bins, value_bins) to start from, on the ladder; None: the released default
     group_size: int = 10,  # G, for the bit estimates
 ) -> BinCalibration:
-    "Greedy solution of (5): coarsen one (kind, layer) a notch at a time, least loss per bit saved, within `budget`."
+    "Greedy solution of (4): coarsen one (kind, layer) a notch at a time, least loss per bit saved, within `budget`."
     caches = list(caches)
     if not caches: raise ValueError("caches must hold at least one KVCache")
-    for j, c in enumerate(caches): _check_cache(c, f"caches[{j}]")
+    for j, c in enumerate(caches):
+        _check_cache(c, f"caches[{j}]")
+        if (c.n_layers, c.shape[0], c.shape[2]) != (caches[0].n_layers, caches[0].shape[0], caches[0].shape[2]):
+            raise ValueError(f"caches[{j}] has layers/heads/head_dim {(c.n_layers, c.shape[0], c.shape[2])}, caches[0] {(caches[0].n_layers, caches[0].shape[0], caches[0].shape[2])}")
     if not callable(loss): raise TypeError(f"loss must be callable, got {type(loss).__name__}")
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (math.isfinite(budget) and budget >= 0):
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not (math.isfinite(budget) and budget >= 0):
         raise ValueError(f"budget must be a finite number >= 0, got {budget!r}")
     steps = sorted({int(b) for b in ladder}, reverse=True)
     if not steps or any(b % 2 or not 4 <= b <= 64 for b in steps): raise ValueError(f"ladder must hold even bins in [4, 64], got {tuple(ladder)}")
     L = caches[0].n_layers
     bins = [list(b) for b in (start if start is not None else released_bins(L))]
     if len(bins) != 2 or any(len(b) != L for b in bins): raise ValueError(f"start must be (key_bins, value_bins) with {L} entries each, got {start!r}")
-    if any(b not in steps for b in bins[0] + bins[1]): raise ValueError(f"start bins {tuple(map(tuple, bins))} must lie on the ladder {tuple(steps)}")
+    if any(b not in steps for b in bins[0] + bins[1]):
+        raise ValueError(f"the starting bins {tuple(map(tuple, bins))} ({'start' if start is not None else 'the released default'}) must lie on the ladder {tuple(steps)}")
+    def evaluate(bs) -> float:
+        value = float(loss(*map(tuple, bs)))
+        if not math.isfinite(value): raise ValueError(f"loss returned {value} for key_bins={tuple(bs[0])}, value_bins={tuple(bs[1])}: it must be finite")
+        return value
     bits = functools.lru_cache(maxsize=None)(lambda kind, l, b: group_bits(caches, kind, l, b, group_size))
     total_bits = lambda bs: sum(bits(kind, l, b) for kind in (0, 1) for l, b in enumerate(bs[kind])) / (2 * L)
-    current, evaluations = float(loss(*map(tuple, bins))), 1
+    current, evaluations = evaluate(bins), 1
     if not current <= budget: raise ValueError(f"the starting bins {tuple(map(tuple, bins))} already exceed the budget: loss {current:.4g} > {budget:.4g}")
     history, frozen = [(tuple(bins[0]), tuple(bins[1]), current, total_bits(bins))], set()
     while True:
@@ -779,9 +790,10 @@ def calibrate_bins(
                 b = bins[kind][l]
                 if (kind, l) in frozen or b == steps[-1]: continue
                 trial = [list(x) for x in bins]; trial[kind][l] = steps[steps.index(b) + 1]
-                value = float(loss(*map(tuple, trial))); evaluations += 1
-                if not value <= budget: frozen.add((kind, l)); continue
                 saved = bits(kind, l, b) - bits(kind, l, trial[kind][l])
+                if saved <= 0: frozen.add((kind, l)); continue  # a notch that saves nothing is not worth its loss
+                value = evaluate(trial); evaluations += 1
+                if value > budget: frozen.add((kind, l)); continue
                 score = (max(value - current, 0.0) / max(saved, 1e-9), -saved)
                 if best is None or score < best[0]: best = (score, trial, value)
         if best is None: break
@@ -807,7 +819,7 @@ def plan_stream(
     text_bytes_per_token: float = 4.0,  # bytes of text sent per recomputed token
     initial_bandwidth: float = 1e9,  # "last": the estimate for chunk 0, in bits/s
 ) -> StreamPlan:
-    "CacheGen's per-chunk level choice, eq. (4), and the resulting time to first token."
+    "CacheGen's per-chunk level choice, eq. (5), and the resulting time to first token."
     sizes, bw = np.asarray(chunk_sizes_per_level, float), np.asarray(bandwidth_trace, float)
     if sizes.ndim != 2 or bw.shape != (sizes.shape[0],): raise ValueError(f"chunk_sizes_per_level must be (N, levels) and bandwidth_trace (N,), got {sizes.shape} and {bw.shape}")
     if (bw <= 0).any() or slo <= 0: raise ValueError("bandwidth_trace and slo must be positive")
@@ -816,7 +828,7 @@ def plan_stream(
     estimate = bw if estimator == "oracle" else np.concatenate([[initial_bandwidth], bw[:-1]])
     levels, seconds = np.full(N, -1), np.zeros(N)
     for i in range(N):
-        fits = np.flatnonzero(8 * sizes[i] / estimate[i] <= slo / N)  # (4)
+        fits = np.flatnonzero(8 * sizes[i] / estimate[i] <= slo / N)  # (5)
         if len(fits): levels[i] = fits[-1]; seconds[i] = 8 * sizes[i, fits[-1]] / bw[i]
         else: seconds[i] = 8 * text_bytes_per_token * tokens[i] / bw[i] + tokens[i] * recompute_seconds_per_token
     return StreamPlan(levels, seconds, float(seconds.sum()))
@@ -892,7 +904,7 @@ def small_lm_experiment(
     path: str | Path | None = None,  # folder of the small LM (default: where `alignnb.lm.load_small_lm` looks)
     prefix_tokens: int = 192,  # P: tokens in the cached prefix
     continuation_tokens: int = 64,  # tokens after the prefix; perplexity is measured on all but the first
-    kl_budget: float = 0.002,  # ε of (5) in nats per token for "CacheGen calibrated" (bins chosen on the fit documents)
+    kl_budget: float = 0.002,  # ε of (4) in nats per token for "CacheGen calibrated" (bins chosen on the fit documents)
 ) -> dict | None:  # "rows": method -> {"bits", "ratio_vs_8bit", "rel_error", "quality" (mean relative perplexity increase)}, "calibration", ...; None without a small LM
     "Continuation perplexity of the small LM from decoded caches, relative to exact ones, for CacheGen and the baselines."
     try:
@@ -911,7 +923,7 @@ def small_lm_experiment(
         fit_c, test_c = ([kv_cache_of(model, x[:prefix_tokens]) for x in xs] for xs in (fit_ids, test_ids))
         exact = [continuation_perplexity(model, c, x[prefix_tokens:]) for c, x in zip(test_c, test_ids)]
         fit_logp = [continuation_logprobs(model, c, x[prefix_tokens:]) for c, x in zip(fit_c, fit_ids)]
-        def fit_kl(kb, vb):  # (0) on the fit documents, from the quantiser's reconstruction (what decode returns)
+        def fit_kl(kb, vb):  # the continuation KL on the fit documents, from the quantiser's reconstruction (what decode returns)
             return float(np.mean([mean_kl(lp, continuation_logprobs(model, quantize_dequantize(c, kb, vb), x[prefix_tokens:]))
                                   for c, x, lp in zip(fit_c, fit_ids, fit_logp)]))
         calibration = calibrate_bins(fit_c, fit_kl, kl_budget)
@@ -923,7 +935,7 @@ def small_lm_experiment(
         test_logp = [continuation_logprobs(model, c, x[prefix_tokens:]) for c, x in zip(test_c, test_ids)]
         reconstruct = {**{name: (lambda c, codec=codec: codec.decode(codec.encode(c))) for name, codec in codecs.items() if "no delta" not in name},
                        "absmax 8-bit": lambda c: absmax_baseline(c, 8)[1], "absmax 4-bit": lambda c: absmax_baseline(c, 4)[1]}
-        for name, rec in reconstruct.items():  # (0) on the held-out documents: the low-noise view of the same damage
+        for name, rec in reconstruct.items():  # the continuation KL on the held-out documents: the low-noise view of the same damage
             rows[name]["kl"] = float(np.mean([mean_kl(lp, continuation_logprobs(model, rec(c), x[prefix_tokens:])) for c, x, lp in zip(test_c, test_ids, test_logp)]))
     return {"rows": rows, "exact_perplexity": float(np.mean(exact)), "documents": len(test_ids), "calibration": calibration}
 

@@ -474,12 +474,24 @@ def _soft_min3(a, d, u, omega, gamma):
     return qa * a + qd * d + qu * u + gamma / 2 * (qa * qa + qd * qd + qu * qu), qa, qd, qu  # -max_Omega(-parents)
 
 
+@_jit()
+def _q_width(n, bandwidth):
+    "Columns of Q per row: n, or the 2w + 1 cells of a band narrower than the grid."
+    return 2 * bandwidth + 1 if 0 <= bandwidth and 2 * bandwidth + 1 < n else n
+
+
+@_jit()
+def _q_column(i, j, n, bandwidth):
+    "Column of cell (i, j) (1-based) in Q: j - 1, or its offset j - i + w inside the band."
+    return j - i + bandwidth if 0 <= bandwidth and 2 * bandwidth + 1 < n else j - 1
+
+
 @_jit(parallel=True)
 def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
-    "(9) row by row for each pair (in parallel over the batch): values (B,) and Q (B, m, n, 3); bandwidth -1: no band."
+    "(9) row by row for each pair (in parallel over the batch): values (B,) and Q (B, m, width, 3); bandwidth -1: no band."
     B, m, n = theta.shape
     value = np.empty(B, dtype=theta.dtype)
-    Q = np.empty((B, m, n, 3), dtype=theta.dtype)  # only cells inside the lengths and the band are written and read
+    Q = np.empty((B, m, _q_width(n, bandwidth), 3), dtype=theta.dtype)  # only cells inside the lengths and the band are written and read
     for b in numba.prange(B):
         Lx, Ly = lengths_x[b], lengths_y[b]
         prev, cur = np.full(n + 1, BIG, dtype=theta.dtype), np.full(n + 1, BIG, dtype=theta.dtype)  # rows i - 1 and i of R
@@ -490,7 +502,8 @@ def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
             cur[:] = BIG
             for j in range(lo, hi + 1):
                 r, qa, qd, qu = _soft_min3(cur[j - 1], prev[j - 1], prev[j], omega, gamma)
-                Q[b, i - 1, j - 1, 0], Q[b, i - 1, j - 1, 1], Q[b, i - 1, j - 1, 2] = qa, qd, qu
+                k = _q_column(i, j, n, bandwidth)
+                Q[b, i - 1, k, 0], Q[b, i - 1, k, 1], Q[b, i - 1, k, 2] = qa, qd, qu
                 cur[j] = theta[b, i - 1, j - 1] + r
             prev, cur = cur, prev
         value[b] = prev[Ly]
@@ -498,9 +511,9 @@ def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
 
 
 @_jit(parallel=True)
-def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth):
+def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth, n):
     "(6) in reverse row-major order, push form: the expected alignment (B, m, n) times grad (B,), from Q only."
-    B, m, n, _ = Q.shape
+    B, m = Q.shape[0], Q.shape[1]
     out = np.zeros((B, m, n), dtype=Q.dtype)
     for b in numba.prange(B):
         Lx, Ly = lengths_x[b], lengths_y[b]
@@ -511,11 +524,11 @@ def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth):
             if bandwidth >= 0: lo, hi = max(lo, i - bandwidth), min(hi, i + bandwidth)
             below[:] = 0
             for j in range(hi, lo - 1, -1):
-                e = cur[j]
+                e, k = cur[j], _q_column(i, j, n, bandwidth)
                 out[b, i - 1, j - 1] = e
-                cur[j - 1] += e * Q[b, i - 1, j - 1, 0]
-                below[j - 1] += e * Q[b, i - 1, j - 1, 1]
-                below[j] += e * Q[b, i - 1, j - 1, 2]
+                cur[j - 1] += e * Q[b, i - 1, k, 0]
+                below[j - 1] += e * Q[b, i - 1, k, 1]
+                below[j] += e * Q[b, i - 1, k, 2]
             cur, below = below, cur
     return out
 
@@ -526,17 +539,18 @@ def _use_compiled(theta: Tensor) -> bool:
 
 
 def _dtw_compiled(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str, gamma: float, bandwidth: int | None):
-    "Values (B,) and Q (B, m, n, 3) as a NumPy array, from `_dtw_forward_kernel`."
+    "Values (B,) and Q (B, m, width, 3) as a NumPy array, from `_dtw_forward_kernel`."
     th = theta.detach().contiguous().numpy()
+    if th.dtype.type(gamma) <= 0: raise ValueError(f"gamma={gamma} underflows to 0 in {theta.dtype}: use a larger gamma or float64")
     value, Q = _dtw_forward_kernel(th, lengths_x.numpy(force=True), lengths_y.numpy(force=True), OMEGAS.index(omega),
                                    th.dtype.type(gamma), -1 if bandwidth is None else bandwidth)
     return torch.from_numpy(value), Q
 
 
-def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, bandwidth: int | None) -> Tensor:
-    "The expected alignment times `grad`, from `_dtw_backward_kernel`."
+def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, bandwidth: int | None, n: int) -> Tensor:
+    "The expected alignment (B, m, n) times `grad`, from `_dtw_backward_kernel`."
     g = grad.detach().to(torch.float64 if Q.dtype == np.float64 else torch.float32).contiguous().numpy()
-    return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True), -1 if bandwidth is None else bandwidth))
+    return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True), -1 if bandwidth is None else bandwidth, n))
 
 # %% ../nbs/20_smoothdp.ipynb #8f1147cd
 class _DTW(torch.autograd.Function):
@@ -557,7 +571,7 @@ class _DTW(torch.autograd.Function):
             if torch.is_grad_enabled():  # create_graph=True: Q as a function of theta makes (6) differentiable
                 qs = _dtw_forward(theta, lengths_x, lengths_y, *ctx.config)[1]
                 return _dtw_backward(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
-            if _use_compiled(theta): return _dtw_compiled_backward(qs, grad, lengths_x, lengths_y, ctx.config[2]).to(theta.dtype), None, None, None, None, None
+            if _use_compiled(theta): return _dtw_compiled_backward(qs, grad, lengths_x, lengths_y, ctx.config[2], theta.shape[2]).to(theta.dtype), None, None, None, None, None
             return _dtw_backward_fast(qs, grad, lengths_x, lengths_y, theta.shape, ctx.config[2]), None, None, None, None, None
 
 # %% ../nbs/20_smoothdp.ipynb #2aae34bb
@@ -569,8 +583,9 @@ def dtw(
     lengths_x: Tensor | None = None,  # (B,) true row counts L_x <= m; None: all m
     lengths_y: Tensor | None = None,  # (B,) true column counts L_y <= n; None: all n
 ) -> Tensor:  # (B,) DTW_Omega(θ) = R_{L_x L_y}; its gradient is the expected alignment
-    "The smoothed DTW value (9), batched and computed by anti-diagonals; differentiable twice."
+    "The smoothed DTW value (9), batched (a compiled row sweep on the CPU, anti-diagonals on CUDA); differentiable twice."
     gamma = _check_omega_gamma(omega, gamma); _check_scores(theta, "theta")
+    if theta.dtype == torch.float16: raise TypeError(f"theta dtype float16 cannot hold the DP's border value {BIG:g}: use float32, float64 or bfloat16")
     if theta.dim() != 3 or 0 in theta.shape[1:]: raise ValueError(f"theta must have shape (B, m, n) with m, n >= 1, got {tuple(theta.shape)}")
     B, m, n = theta.shape
     lengths_x = _check_lengths(lengths_x, B, m, "lengths_x", theta.device)
@@ -902,15 +917,19 @@ def plot_tagging_experiment(result: dict, sentence: int = 0):
 # %% ../nbs/20_smoothdp.ipynb #10456b8a
 def structured_attention(
     theta: Tensor,  # (B, T, 2, 2) potentials θ_{t,i,j} of state i (1: attended) at t after state j at t - 1
-    omega: str = "entropy",  # 'entropy' (dense, CRF marginals) or 'l2' (sparse)
+    omega: str = "entropy",  # 'entropy' (dense, CRF marginals), 'l2' (sparse) or 'hard' (the best segmentation)
     gamma: float = 1.0,  # regularisation strength, > 0
     lengths: Tensor | None = None,  # (B,) true lengths; None: all T
 ) -> Tensor:  # (B, T) attention weights, summing to one over each sequence
-    "Eq. (11): attention weights from the marginal probability that each position is in the attended state."
+    "Eq. (12): attention weights from the marginal probability that each position is in the attended state."
+    if not isinstance(theta, Tensor): raise TypeError(f"theta must be a torch.Tensor, got {type(theta).__name__}")
     if theta.dim() != 4 or theta.shape[2:] != (2, 2): raise ValueError(f"theta must have shape (B, T, 2, 2), got {tuple(theta.shape)}")
     marginals = viterbi_marginals(theta, omega, gamma, lengths, create_graph=torch.is_grad_enabled() and theta.requires_grad)
     attended = marginals[:, :, 1, :].sum(-1)  # (B, T): μ_t
-    return attended / attended.sum(-1, keepdim=True).clamp_min(1e-12)
+    total = attended.sum(-1, keepdim=True)
+    valid = (torch.arange(theta.shape[1], device=theta.device) < (theta.shape[1] if lengths is None else torch.as_tensor(lengths, device=theta.device)[:, None]))
+    uniform = valid / valid.sum(-1, keepdim=True).clamp_min(1)  # when the skip-everything path takes all the mass (l2, hard)
+    return torch.where(total > 0, attended / total.clamp_min(torch.finfo(theta.dtype).tiny), uniform.to(theta.dtype))
 
 # %% ../nbs/20_smoothdp.ipynb #6d8e10f0
 OPEN, CLOSE = 10, 11  # the span markers; tokens 0-9 are digits
@@ -963,12 +982,14 @@ class SegmentAttention(nn.Module):
         self.score = nn.Linear(config.width, 4 if kind in ("entropy", "l2") else 1)  # θ_t (2 x 2) or s_t
         self.value = nn.Linear(config.width, 1)  # u(h_t)
 
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:  # predictions (B,), attention (B, T)
+    def forward(self,
+                tokens: Tensor,  # (B, T) token ids
+               ) -> tuple[Tensor, Tensor]:  # predictions (B,), attention (B, T)
         h = torch.tanh(self.conv(self.embed(tokens).transpose(1, 2)).transpose(1, 2))  # (B, T, width)
         s = self.score(h)
         if self.kind == "softmax": attention = torch.softmax(s[..., 0], -1)
         elif self.kind == "sparsemax": attention = sparsemax(s[..., 0], -1)
-        else: attention = structured_attention(s.view(*tokens.shape, 2, 2), self.kind, self.gamma)  # (11)
+        else: attention = structured_attention(s.view(*tokens.shape, 2, 2), self.kind, self.gamma)  # (12)
         return (attention * self.value(h)[..., 0]).sum(-1), attention
 
 
@@ -982,8 +1003,10 @@ def contiguous_runs(
 # %% ../nbs/20_smoothdp.ipynb #14caf696
 def _train_attention(kind: str, config: AttentionConfig, seed: int, data) -> SegmentAttention:
     (x, y, _), _ = data
-    torch.manual_seed(seed)
-    model, g = SegmentAttention(kind, config), seed_everything(seed)
+    g = seed_everything(seed)
+    with torch.random.fork_rng():  # the initialisation is a function of the seed, without touching the global generator's state
+        torch.manual_seed(seed)
+        model = SegmentAttention(kind, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     for _ in progress(range(config.steps), desc=f"attention {kind} seed {seed}", leave=False):
         batch = torch.randint(0, len(x), (64,), generator=g)
@@ -1010,7 +1033,10 @@ def attention_experiment(config: AttentionConfig = AttentionConfig()) -> dict:
     return dict(numbers=numbers, examples=examples, tokens=x[:4], inside=inside[:4])
 
 # %% ../nbs/20_smoothdp.ipynb #3c919312
-def plot_attention_experiment(result: dict, n: int = 3):
+def plot_attention_experiment(
+    result: dict,  # from `attention_experiment`
+    n: int = 3,  # test sequences to show, at most 4
+):  # a matplotlib Figure
     "Attention weights of each model (rows) on the first `n` test sequences (columns), span shaded."
     import matplotlib.pyplot as plt
     kinds, numbers = list(result["examples"]), result["numbers"]

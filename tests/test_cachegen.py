@@ -352,6 +352,10 @@ def test_calibrate_bins_rejects_bad_input():
     with pytest.raises(ValueError, match="start must be"): calibrate_bins(caches, loss, 1.0, start=((32,), (32,)))
     with pytest.raises(ValueError, match="already exceed"): calibrate_bins(caches, lambda kb, vb: 1.0, 0.5)
     with pytest.raises(TypeError, match="KVCache"): calibrate_bins(["not a cache"], loss, 1.0)
+    with pytest.raises(ValueError, match="must be finite"): calibrate_bins(caches, lambda kb, vb: float("nan"), 1.0)
+    with pytest.raises(ValueError, match="released default"): calibrate_bins(caches, loss, 1.0, ladder=(12, 8))
+    with pytest.raises(ValueError, match="layers/heads/head_dim"): calibrate_bins([caches[0], smooth_cache(L=3)], loss, 1.0)
+    assert calibrate_bins(caches, loss, np.float32(1.0)).loss == 0.0
 
 
 def test_mean_kl_matches_scipy():
@@ -362,3 +366,7 @@ def test_mean_kl_matches_scipy():
     expected = np.mean([entropy(p, q) for p, q in zip(logp.exp().numpy(), logq.exp().numpy())])
     assert mean_kl(logp, logq) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="same shape"): mean_kl(logp, logq[:3])
+    masked = logp.clone(); masked[:, 0] = -float("inf")  # a token p never predicts contributes 0 log 0 = 0
+    masked = torch.log_softmax(masked, -1)
+    expected = np.mean([entropy(p, q) for p, q in zip(masked.exp().numpy(), logq.exp().numpy())])
+    assert mean_kl(masked, logq) == pytest.approx(expected, rel=1e-12)
