@@ -445,6 +445,16 @@ def _check_cache(cache, name: str = "cache") -> None:
     if not isinstance(cache, KVCache): raise TypeError(f"{name} must be a KVCache, got {type(cache).__name__}")
     if cache.dtype not in _DTYPES: raise TypeError(f"{name} dtype must be float32, float16 or bfloat16, got {cache.dtype}")
 
+def _check_caches(caches, name: str = "caches") -> list:
+    "A non-empty list of valid caches of one model (same layers, heads and head_dim)."
+    caches = list(caches)
+    if not caches: raise ValueError(f"{name} must hold at least one KVCache")
+    for i, c in enumerate(caches):
+        _check_cache(c, f"{name}[{i}]")
+        if (c.n_layers, c.shape[0], c.shape[2]) != (caches[0].n_layers, caches[0].shape[0], caches[0].shape[2]):
+            raise ValueError(f"{name}[{i}] has layers/heads/head_dim {(c.n_layers, c.shape[0], c.shape[2])}, {name}[0] {(caches[0].n_layers, caches[0].shape[0], caches[0].shape[2])}")
+    return caches
+
 def quantize_cache(
     cache: KVCache,  # the cache
     key_bins: Sequence[int],  # B_l for keys, per layer
@@ -474,12 +484,7 @@ def fit(self: CacheGenCodec,
         caches: Sequence[KVCache],  # training caches of one model (same layers, heads, head_dim)
        ) -> CacheGenCodec:
     "Profile per-(layer, channel) anchor and delta distributions offline."
-    caches = list(caches)
-    if not caches: raise ValueError("caches must hold at least one KVCache")
-    for i, c in enumerate(caches):
-        _check_cache(c, f"caches[{i}]")
-        if (c.n_layers, c.shape[0], c.shape[2]) != (caches[0].n_layers, caches[0].shape[0], caches[0].shape[2]):
-            raise ValueError(f"caches[{i}] has layers/heads/head_dim {(c.n_layers, c.shape[0], c.shape[2])}, caches[0] {(caches[0].n_layers, caches[0].shape[0], caches[0].shape[2])}")
+    caches = _check_caches(caches)
     L, (H, _, D) = caches[0].n_layers, caches[0].shape
     kb, vb = self.bins_for(L)
     bins = list(kb) + list(vb)
@@ -758,12 +763,7 @@ def calibrate_bins(
     group_size: int = 10,  # G, for the bit estimates
 ) -> BinCalibration:
     "Greedy solution of (4): coarsen one (kind, layer) a notch at a time, least loss per bit saved, within `budget`."
-    caches = list(caches)
-    if not caches: raise ValueError("caches must hold at least one KVCache")
-    for j, c in enumerate(caches):
-        _check_cache(c, f"caches[{j}]")
-        if (c.n_layers, c.shape[0], c.shape[2]) != (caches[0].n_layers, caches[0].shape[0], caches[0].shape[2]):
-            raise ValueError(f"caches[{j}] has layers/heads/head_dim {(c.n_layers, c.shape[0], c.shape[2])}, caches[0] {(caches[0].n_layers, caches[0].shape[0], caches[0].shape[2])}")
+    caches = _check_caches(caches)
     if not callable(loss): raise TypeError(f"loss must be callable, got {type(loss).__name__}")
     if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not (math.isfinite(budget) and budget >= 0):
         raise ValueError(f"budget must be a finite number >= 0, got {budget!r}")
