@@ -4,11 +4,13 @@
     python benchmarks/bench_smoothdp.py             # soft-DTW B = 64, m = n in {128, 256, 512} and B = 16, m = n = 64; Viterbi B = 32, T = 100, S = 16
 
 Every case times forward + backward on the same inputs in one process, after a warm-up (Numba compiles the peers on
-their first call for each dtype). Before timing, each library's value and gradient are compared with a float64
+their first call for each dtype). Memory: the peak resident memory that one forward + backward adds, measured in a
+fresh subprocess per library and size (after a warm-up call), reported per DP cell (B m n) to show it is linear;
+--quick measures alignnb only. Before timing, each library's value and gradient are compared with a float64
 reference: tslearn's NumPy `soft_dtw_alignment` for soft-DTW (gradient by the chain rule through the expected
 alignment), pytorch-crf in float64 for Viterbi. Writes benchmarks/results/bench_smoothdp.json.
 """
-import argparse, json, statistics, time, warnings
+import argparse, json, statistics, subprocess, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +48,7 @@ def soft_dtw_reference(x, y, gamma, pairs):
 
 
 def bench_soft_dtw(B, sizes, d, dtypes, repeats, gamma=1.0, pairs=2):
-    import pysdtw
-    from tslearn.metrics import SoftDTWLossPyTorch
-    libraries = {"alignnb": lambda x, y: soft_dtw(x, y, gamma),
-                 "tslearn": SoftDTWLossPyTorch(gamma=gamma),
-                 "pysdtw": pysdtw.SoftDTW(gamma=gamma, use_cuda=False)}
+    libraries = {name: _soft_dtw_fn(name, gamma) for name in ("alignnb", "tslearn", "pysdtw")}
     rows = []
     for dtype in dtypes:
         for fn in libraries.values():  # warm-up: Numba compilation per dtype
@@ -120,16 +118,61 @@ def bench_viterbi(B, T, S, dtypes, repeats):
     return rows
 
 
+def _soft_dtw_fn(library, gamma=1.0):
+    if library == "alignnb": return lambda x, y: soft_dtw(x, y, gamma)
+    if library == "pysdtw":
+        import pysdtw
+        return pysdtw.SoftDTW(gamma=gamma, use_cuda=False)
+    from tslearn.metrics import SoftDTWLossPyTorch
+    return SoftDTWLossPyTorch(gamma=gamma)
+
+
+def _status_kb(field):
+    "A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: its peak since the last reset)."
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"): return int(line.split()[1])
+
+
+def probe_memory(library, B, m, dtype):
+    "In this (fresh) process: the peak resident memory, in MB, that one forward + backward adds after a warm-up."
+    fn, dtype = _soft_dtw_fn(library), getattr(torch, dtype)
+    value_and_grad(fn, torch.randn(2, 8, 8, dtype=dtype), torch.randn(2, 8, 8, dtype=dtype))  # compile, allocate caches
+    x, y = torch.randn(B, m, 8, dtype=dtype), torch.randn(B, m, 8, dtype=dtype)
+    with open("/proc/self/clear_refs", "w") as f: f.write("5")  # reset the peak to the current resident size
+    base = _status_kb("VmRSS")  # (getrusage's ru_maxrss would carry the parent's peak over fork and exec)
+    value_and_grad(fn, x, y)
+    return (_status_kb("VmHWM") - base) / 1024
+
+
+def bench_memory(B, sizes, dtypes, libraries):
+    rows = []
+    for dtype in dtypes:
+        for m in sizes:
+            row = {"task": "soft-DTW fwd+bwd peak memory", "shape": f"B={B} m=n={m} d=8", "dtype": dtype, "cells": B * m * m}
+            for library in libraries:
+                out = subprocess.run([sys.executable, __file__, "--probe", library, str(B), str(m), dtype], capture_output=True, text=True, check=True)
+                row[f"{library}_MB"] = float(out.stdout.strip().splitlines()[-1])
+                row[f"{library}_bytes_per_cell"] = row[f"{library}_MB"] * 2**20 / row["cells"]
+            rows.append(row)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--probe", nargs=4, metavar=("LIBRARY", "B", "M", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.probe:
+        library, B, m, dtype = args.probe
+        print(probe_memory(library, int(B), int(m), dtype)); return
     dtypes = (torch.float32, torch.float64)
     if args.quick:
         rows = bench_soft_dtw(16, (64,), 8, dtypes, repeats=5) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
+        memory = bench_memory(64, (256, 512), ("float32",), ("alignnb",))  # smaller runs fit in memory the imports already hold
     else:
         rows = (bench_soft_dtw(16, (64,), 8, dtypes, repeats=7) + bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3)
                 + bench_viterbi(32, 100, 16, dtypes, repeats=5))
+        memory = bench_memory(64, (128, 256, 512), ("float32", "float64"), ("alignnb", "pysdtw", "tslearn"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; ratio = peer time / alignnb time (> 1: alignnb faster)")
     header = f"{'task':<24} {'shape':<22} {'dtype':<8} {'alignnb s':>9} {'peer':<12} {'peer s':>8} {'ratio':>6} {'ours err':>9} {'peer err':>9}"
     print(header); print("-" * len(header))
@@ -139,9 +182,13 @@ def main():
                 print(f"{row['task']:<24} {row['shape']:<22} {row['dtype']:<8} {row['alignnb_s']:>9.3f} {peer:<12} {row[peer + '_s']:>8.3f} "
                       f"{row['ratio_' + peer]:>6.2f} {row['alignnb_grad_max_err']:>9.1e} {row[peer + '_grad_max_err']:>9.1e}")
     print("err: max gradient error against the float64 reference (relative to the largest entry for soft-DTW)")
+    print("\npeak memory of one forward + backward (MB, and bytes per DP cell B*m*n; linear memory = constant bytes per cell)")
+    for row in memory:
+        libs = [k[:-3] for k in row if k.endswith("_MB")]
+        print(f"{row['shape']:<22} {row['dtype']:<8} " + "  ".join(f"{lib} {row[lib + '_MB']:8.1f} MB {row[lib + '_bytes_per_cell']:6.1f} B/cell" for lib in libs))
     out = Path(__file__).parent / "results" / "bench_smoothdp.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"quick": args.quick, "threads": torch.get_num_threads(), "rows": rows, "memory": memory}, indent=2))
     print(f"wrote {out}")
 
 
