@@ -863,15 +863,16 @@ def simulate_streaming(
     return {k: np.array(v) for k, v in out.items()}
 
 # %% ../nbs/30_cachegen.ipynb #5f1c3cc1
-def _scatter_sizes(ax, rows: dict, ylabel: str, title: str) -> None:
+def _scatter_sizes(ax, rows: dict, ylabel: str, title: str, key: str = "quality") -> None:
     seen = set()
-    for n in sorted((n for n in rows if "zstd" not in n and n != "fp16"), key=lambda n: rows[n]["bits"]):
-        point = (round(rows[n]["bits"], 6), round(rows[n]["quality"], 9))
+    names = sorted((n for n in rows if "zstd" not in n and n != "fp16" and key in rows[n]), key=lambda n: rows[n]["bits"])
+    for k, n in enumerate(names):
+        point = (round(rows[n]["bits"], 6), round(rows[n][key], 9))
         if point in seen: continue  # e.g. level 2 equals the default on 6 layers
         seen.add(point)
-        y = max(rows[n]["quality"], 1e-6)
+        y = max(rows[n][key], 1e-6)
         ax.scatter(rows[n]["bits"], y, color="#d1495b" if n.startswith("CacheGen") else "#1b6ca8")
-        ax.annotate(n, (rows[n]["bits"], y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(n, (rows[n]["bits"], y), fontsize=7, xytext=(3, 4 if k % 2 else -10), textcoords="offset points")
     ax.set(xlabel="bits per KV element", ylabel=ylabel, yscale="log", title=title)
 
 def _plot_sizes(rows: dict, lm: dict | None, out) -> str:
@@ -879,7 +880,7 @@ def _plot_sizes(rows: dict, lm: dict | None, out) -> str:
     with plot_style():
         fig, axes = plt.subplots(1, 2 if lm else 1, figsize=(11 if lm else 6.4, 3.8), squeeze=False)
         _scatter_sizes(axes[0, 0], rows, "output damage 1 - cos", "MiniLM: size against output damage")
-        if lm: _scatter_sizes(axes[0, 1], lm["rows"], "relative perplexity increase (floored at 1e-6)", "Small LM: size against perplexity")
+        if lm: _scatter_sizes(axes[0, 1], lm["rows"], "continuation KL, nats per token", "Small LM: size against held-out KL", key="kl")
         path = save_figure(fig, "cachegen_size_quality.png", out); plt.close(fig)
     return path
 
@@ -933,8 +934,9 @@ def small_lm_experiment(
                   "CacheGen calibrated, no delta": CacheGenCodec(calibration.level_config, group_size=1).fit(fit_c)}
         rows = compare_codecs(test_c, codecs, quality=lambda i, r: continuation_perplexity(model, r, test_ids[i][prefix_tokens:]) / exact[i] - 1)
         test_logp = [continuation_logprobs(model, c, x[prefix_tokens:]) for c, x in zip(test_c, test_ids)]
-        reconstruct = {**{name: (lambda c, codec=codec: codec.decode(codec.encode(c))) for name, codec in codecs.items() if "no delta" not in name},
-                       "absmax 8-bit": lambda c: absmax_baseline(c, 8)[1], "absmax 4-bit": lambda c: absmax_baseline(c, 4)[1]}
+        reconstruct = {**{name: (lambda c, codec=codec: codec.decode(codec.encode(c))) for name, codec in codecs.items()},
+                       **{f"absmax {b}-bit": (lambda c, b=b: absmax_baseline(c, b)[1]) for b in (8, 4)},
+                       **{f"KIVI {b}-bit": (lambda c, b=b: kivi_baseline(c, b)[1]) for b in (4, 2)}}
         for name, rec in reconstruct.items():  # the continuation KL on the held-out documents: the low-noise view of the same damage
             rows[name]["kl"] = float(np.mean([mean_kl(lp, continuation_logprobs(model, rec(c), x[prefix_tokens:])) for c, x, lp in zip(test_c, test_ids, test_logp)]))
     return {"rows": rows, "exact_perplexity": float(np.mean(exact)), "documents": len(test_ids), "calibration": calibration}
