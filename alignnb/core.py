@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['ALIGNNB_COLORS', 'seed_everything', 'default_device', 'quiet', 'progress', 'plot_rcparams', 'plot_style',
-           'figure_dir', 'save_figure', 'Result', 'timed']
+__all__ = ['ALIGNNB_COLORS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress', 'plot_rcparams',
+           'plot_style', 'figure_dir', 'save_figure', 'Result', 'timed']
 
 # %% ../nbs/00_core.ipynb #d2a34864
 def seed_everything(
@@ -44,6 +44,23 @@ def default_device() -> torch.device:
         try: return torch.device(name)
         except RuntimeError as e: raise ValueError(f"ALIGNNB_DEVICE={name!r} is not a torch device: {e}") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# %% ../nbs/00_core.ipynb #cfb6197f
+@contextmanager
+def torch_threads(
+    n: int | None = 1,  # intra-op threads inside the block; `None` keeps the current count
+    active: bool = True,  # `False` makes the block a no-op (e.g. when the tensors are on a GPU)
+):
+    "Context manager: run the block on `n` torch intra-op threads, restoring the previous count on exit."
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if n is None or not active:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try: yield
+    finally: torch.set_num_threads(previous)
 
 # %% ../nbs/00_core.ipynb #32ec564d
 def quiet() -> bool:
