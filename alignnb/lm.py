@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, GPT2Config, GPT2LMHeadModel,
                           LogitsProcessor, PreTrainedTokenizerFast)
 
-from .core import default_device, progress, seed_everything
+from .core import default_device, progress, seed_everything, torch_threads
 from .data import data_samples_dir, python_docs_corpus, train_valid_split, write_ner_samples
 
 # %% auto #0
@@ -169,10 +169,9 @@ def train_small_lm(
     device: str | torch.device | None = None,  # default `default_device()`
 ) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast, dict]:  # model (float16-rounded weights), tokenizer, training log
     "Train the tokenizer and the small GPT-2 from scratch; return them with a log of losses and perplexities."
-    device, start, threads = torch.device(device) if device else default_device(), time.perf_counter(), torch.get_num_threads()
-    if device.type == "cpu": torch.set_num_threads(config.cpu_threads)
-    try: return _train(config, docs, device, start)
-    finally: torch.set_num_threads(threads)
+    device, start = torch.device(device) if device else default_device(), time.perf_counter()
+    with torch_threads(config.cpu_threads, active=device.type == "cpu"):
+        return _train(config, docs, device, start)
 
 def _train(config: SmallLMConfig, docs: list[str] | None, device: torch.device, start: float) -> tuple:
     generator = seed_everything(config.seed)
