@@ -15,10 +15,12 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ALIGNNB_COLORS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress', 'plot_rcparams',
-           'plot_style', 'figure_dir', 'save_figure', 'Result', 'timed']
+__all__ = ['ALIGNNB_COLORS', 'VERDICTS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress',
+           'plot_rcparams', 'plot_style', 'figure_dir', 'save_figure', 'Claim', 'normal_interval', 'bootstrap_interval',
+           'Result', 'timed']
 
 # %% ../nbs/00_core.ipynb #d2a34864
 def seed_everything(
@@ -138,6 +140,118 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, Path): return str(v)
     return v
 
+# %% ../nbs/00_core.ipynb #c7c7e40c
+VERDICTS = ("held", "not held", "not resolved")
+
+def _decide(low: float, high: float, threshold: float, direction: str) -> str:
+    above, below = low > threshold, high < threshold
+    if direction == "below": above, below = below, above
+    return "held" if above else "not held" if below else "not resolved"
+
+# %% ../nbs/00_core.ipynb #bd4be9cc
+@dataclass
+class Claim:
+    "One claim of a paper, measured: our estimate, its interval, the decision rule and the verdict it implies."
+    name: str  # a short identifier, e.g. `"lsc_win_rate_at_matched_kl"`
+    statement: str  # the claim in one sentence, as we test it
+    paper: str  # the paper's own figure, as text
+    estimate: float  # our point estimate of the decided quantity
+    low: float  # lower end of the interval
+    high: float  # upper end of the interval
+    threshold: float  # the claim holds when the quantity is on the `direction` side of this value
+    direction: str = "above"  # `"above"` or `"below"`
+    level: float = 0.95  # coverage of the interval (1.0 for `interval="exact"`)
+    interval: str = "bootstrap"  # how the interval was made, e.g. `"bootstrap over 21 prompts"`, `"exact"`
+    note: str = ""  # why our figure differs from the paper's, or what limits the run
+
+    def __post_init__(self):
+        for name in ("name", "statement", "paper", "interval", "note"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Claim.{name} must be a str, got {type(getattr(self, name)).__name__}")
+        if self.direction not in ("above", "below"):
+            raise ValueError(f"Claim.direction must be 'above' or 'below', got {self.direction!r}")
+        for name in ("estimate", "low", "high", "threshold", "level"): setattr(self, name, float(getattr(self, name)))
+        if not all(map(math.isfinite, (self.low, self.high, self.threshold))) or not self.low <= self.high:
+            raise ValueError(f"Claim {self.name!r}: need finite low <= high and threshold, got "
+                             f"low={self.low}, high={self.high}, threshold={self.threshold}")
+        if not 0 < self.level <= 1: raise ValueError(f"Claim.level must lie in (0, 1], got {self.level}")
+
+# %% ../nbs/00_core.ipynb #4cbf2d34
+@patch(as_prop=True)
+def verdict(self: Claim) -> str:
+    "`held`, `not held` or `not resolved`, from the interval and the threshold."
+    return _decide(self.low, self.high, self.threshold, self.direction)
+
+@patch(as_prop=True)
+def rule(self: Claim) -> str:
+    "The decision rule as code over `low`, `high` and the threshold."
+    side, other = (">", "<") if self.direction == "above" else ("<", ">")
+    lo, hi = ("low", "high") if self.direction == "above" else ("high", "low")
+    t = _format_value(self.threshold)
+    return f"held if {lo} {side} {t}; not held if {hi} {other} {t}; else not resolved"
+
+# %% ../nbs/00_core.ipynb #e6d67255
+def normal_interval(
+    estimate: float,  # the point estimate
+    standard_error: float,  # its standard error
+    level: float = 0.95,  # two-sided coverage
+) -> tuple[float, float]:  # (low, high)
+    "The normal-approximation interval `estimate +- z * standard_error`."
+    from statistics import NormalDist
+    if not standard_error >= 0: raise ValueError(f"standard_error must be >= 0, got {standard_error}")
+    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return float(estimate - z * standard_error), float(estimate + z * standard_error)
+
+# %% ../nbs/00_core.ipynb #697948ca
+def bootstrap_interval(
+    values,  # (n, ...) array-like: one row per independent unit
+    statistic=np.mean,  # maps an (n, ...) array to a number; called with `axis=0` dropped
+    level: float = 0.95,  # two-sided coverage of the percentile interval
+    n_resamples: int = 2000,  # bootstrap resamples
+    seed: int = 0,  # seed of the resampling
+) -> tuple[float, float, float]:  # (estimate on all units, low, high)
+    "Percentile bootstrap over the rows of `values`."
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 0 or len(values) < 2: raise ValueError(f"values needs at least 2 rows, got shape {values.shape}")
+    if not np.isfinite(values).all(): raise ValueError("values holds NaN or inf")
+    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    stats = np.array([statistic(values[r]) for r in rows], dtype=float)
+    low, high = np.quantile(stats, [0.5 - level / 2, 0.5 + level / 2])
+    return float(statistic(values)), float(low), float(high)
+
+# %% ../nbs/00_core.ipynb #6e77e293
+@patch(cls_method=True)
+def from_samples(
+    cls: Claim,
+    name: str, statement: str, paper: str,  # as in `Claim`
+    values,  # (n, ...) one row per independent unit, see `bootstrap_interval`
+    threshold: float, direction: str = "above",  # the decision rule
+    statistic=np.mean, level: float = 0.95, seed: int = 0,  # passed to `bootstrap_interval`
+    unit: str = "units",  # what a row is, for the interval's description
+    note: str = "",  # see `Claim.note`
+) -> Claim:
+    "A claim whose estimate and interval come from a percentile bootstrap over `values`."
+    estimate, low, high = bootstrap_interval(values, statistic, level, seed=seed)
+    interval = f"bootstrap over {len(values)} {unit}"
+    return cls(name, statement, paper, estimate, low, high, threshold, direction, level, interval, note)
+
+# %% ../nbs/00_core.ipynb #90fd22ce
+@patch
+def to_dict(self: Claim) -> dict:
+    "The claim as a JSON-ready dict, with its derived `verdict` and `rule`."
+    return {**_jsonable(dataclasses.asdict(self)), "verdict": self.verdict, "rule": self.rule}
+
+@patch(cls_method=True)
+def from_dict(cls: Claim, d: dict) -> Claim:
+    "Rebuild a claim from `to_dict`'s output; the verdict is derived again, never read back."
+    d = {k: v for k, v in d.items() if k not in ("verdict", "rule")}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(d) - names: raise ValueError(f"unknown Claim fields {sorted(set(d) - names)}; known: {sorted(names)}")
+    return cls(**d)
+
 # %% ../nbs/00_core.ipynb #1332c519
 @dataclass
 class Result:
@@ -150,6 +264,7 @@ class Result:
     criterion: str = ""  # the test that decides `passed`
     seconds: float | None = None  # wall time of the reproduction
     figures: list = field(default_factory=list)  # paths of the saved plots
+    claims: list = field(default_factory=list)  # the `Claim`s measured; when given, they decide `verdict`
 
     def __post_init__(self):
         for name in ("method", "claim", "paper", "criterion"):
@@ -158,23 +273,25 @@ class Result:
         if not isinstance(self.ours, dict): raise TypeError(f"Result.ours must be a dict, got {type(self.ours).__name__}")
         self.passed = bool(self.passed)
         self.figures = [str(f) for f in self.figures]
+        self.claims = [c if isinstance(c, Claim) else Claim.from_dict(c) for c in self.claims]
 
     @property
     def verdict(self) -> str:
-        "`held` or `not held`."
-        return "held" if self.passed else "not held"
+        "From the claims: `not held` if any is, else `not resolved` if any is, else `held`."
+        if not self.claims: return "held" if self.passed else "not held"
+        verdicts = {c.verdict for c in self.claims}
+        return next(v for v in ("not held", "not resolved", "held") if v in verdicts)
 
     def ours_text(self) -> str:
         "The measured figures as `name=value` pairs."
         return ", ".join(f"{k}={_format_value(v)}" for k, v in self.ours.items())
 
 # %% ../nbs/00_core.ipynb #7719d8ae
-from fastcore.basics import patch
-
 @patch
 def to_dict(self: Result) -> dict:
-    "The record as a JSON-ready dict."
-    return _jsonable(dataclasses.asdict(self))
+    "The record as a JSON-ready dict, with the derived verdict."
+    d = _jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "claims"})
+    return {**d, "claims": [c.to_dict() for c in self.claims], "verdict": self.verdict}
 
 @patch
 def to_json(self: Result, indent: int | None = 2) -> str:
@@ -185,6 +302,7 @@ def to_json(self: Result, indent: int | None = 2) -> str:
 def from_dict(cls: Result, d: dict) -> Result:
     "Rebuild a record from `to_dict`'s output; unknown keys are an error."
     names = {f.name for f in dataclasses.fields(cls)}
+    d = {k: v for k, v in d.items() if k != "verdict"}
     unknown = set(d) - names
     if unknown: raise ValueError(f"unknown Result fields {sorted(unknown)}; known: {sorted(names)}")
     return cls(**d)
@@ -202,6 +320,8 @@ def _md_cell(v: Any) -> str:
 def _repr_markdown_(self: Result) -> str:
     rows = [("method", self.method), ("claim", self.claim), ("paper", self.paper)]
     rows += [(f"ours: {k}", _format_value(v)) for k, v in self.ours.items()]
+    rows += [(f"claim: {c.name}", f"{_format_value(c.estimate)} [{_format_value(c.low)}, {_format_value(c.high)}]"
+              f" ({c.interval}); {c.rule}: **{c.verdict}**") for c in self.claims]
     rows += [("verdict", f"**{self.verdict}**"), ("criterion", self.criterion)]
     if self.seconds is not None: rows.append(("seconds", f"{self.seconds:.1f}"))
     rows += [("figure", f"`{f}`") for f in self.figures]
