@@ -13,26 +13,44 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['README_HEADER', 'readme_markdown', 'write_readme', 'readme_is_current', 'process_docs', 'sidebar_problems',
-           'undocumented_symbols', 'library_modules', 'processed_problems', 'check_docs', 'build_docs', 'main']
+__all__ = ['README_HEADER', 'readme_markdown', 'write_readme', 'readme_is_current', 'sidebar_yaml', 'write_sidebar',
+           'process_docs', 'sidebar_problems', 'undocumented_symbols', 'library_modules', 'processed_problems',
+           'check_docs', 'build_docs', 'main']
 
 # %% ../nbs/98_docs.ipynb #c95a03e0
 README_HEADER = "<!-- Generated from nbs/index.ipynb by `alignnb-docs readme`; edit the notebook, not this file. -->\n\n"
 
-def _visible_cells(nb):
-    import nbformat
+def _source(cell: dict) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+def _visible_cells(cells: list) -> list[dict]:
+    "The cells a reader sees: no hidden code cells, no `#|` directive lines."
     kept = []
-    for cell in nb.cells:
-        lines = cell.source.splitlines()
-        directives = [l for l in lines if l.strip().startswith("#|")]
-        if cell.cell_type == "code" and any(l.split("|", 1)[1].strip() in {"hide", "include: false"} for l in directives):
-            continue
-        cell = nbformat.from_dict(dict(cell))
-        if cell.cell_type == "code": cell.source = "\n".join(l for l in lines if not l.strip().startswith("#|")).strip()
-        kept.append(cell)
+    for cell in cells:
+        lines = _source(cell).splitlines()
+        directives = [l.split("|", 1)[1].strip() for l in lines if l.strip().startswith("#|")]
+        if cell["cell_type"] == "code" and {"hide", "include: false"} & set(directives): continue
+        text = "\n".join(l for l in lines if not l.strip().startswith("#|")).strip()
+        kept.append({**cell, "source": text})
     return kept
 
-_SIBLING_NOTEBOOK_LINK = re.compile(r"\]\((?!nbs/|https?://|/)([\w.-]+\.ipynb)(#[\w-]*)?\)")
+# %% ../nbs/98_docs.ipynb #6d70d0c5
+def _cell_markdown(cell: dict) -> str:
+    "GitHub markdown for one visible cell: markdown as is, code fenced with its text outputs."
+    if cell["cell_type"] == "markdown": return cell["source"]
+    if cell["cell_type"] != "code" or not cell["source"]: return ""
+    parts = [f"```python\n{cell['source']}\n```"]
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if "text/markdown" in data: parts.append(_source({"source": data["text/markdown"]}).strip())
+        else:
+            text = _source({"source": out.get("text", data.get("text/plain", ""))}).rstrip()
+            if text: parts.append(f"```\n{text}\n```")
+    return "\n\n".join(parts)
+
+# %% ../nbs/98_docs.ipynb #8c84ee4e
+_SIBLING_NOTEBOOK_LINK = re.compile(r"\]\((?!nbs/|https?://|/)([\w./-]+\.ipynb)(#[\w-]*)?\)")
 
 def _links_from_root(markdown: str, nbs_folder: str = "nbs") -> str:
     "Rewrite links to sibling notebooks so they resolve from the project root."
@@ -41,12 +59,10 @@ def _links_from_root(markdown: str, nbs_folder: str = "nbs") -> str:
 def readme_markdown(
     nb_path: str | Path,  # the index notebook, usually `nbs/index.ipynb`
 ) -> str:  # the README text
-    "Render `nb_path` to GitHub markdown for README.md, without Quarto."
-    import nbformat
-    from nbconvert import MarkdownExporter
-    nb = nbformat.read(str(nb_path), as_version=4)
-    nb.cells = _visible_cells(nb)
-    body, _ = MarkdownExporter().from_notebook_node(nb)
+    "Render `nb_path` to GitHub markdown for README.md, without Quarto or nbconvert."
+    import json
+    cells = _visible_cells(json.loads(Path(nb_path).read_text())["cells"])
+    body = "\n\n".join(t for t in map(_cell_markdown, cells) if t.strip())
     return README_HEADER + _links_from_root(body.strip(), Path(nb_path).parent.name) + "\n"
 
 # %% ../nbs/98_docs.ipynb #3d660bed
@@ -65,6 +81,42 @@ def readme_is_current(root: str | Path | None = None) -> bool:
     path = cfg.config_path / "README.md"
     return path.exists() and path.read_text() == readme_markdown(cfg.nbs_path / cfg.readme_nb)
 
+# %% ../nbs/98_docs.ipynb #7d31fd56
+def _skipped(rel: Path) -> bool:
+    return any(part.startswith(("_", ".")) for part in rel.parts)
+
+def _page_notebooks(nbs_path: Path) -> list[str]:
+    "Every page under `nbs_path`, as a path relative to it (`20_smoothdp/00_max.ipynb`)."
+    nbs_path = Path(nbs_path)
+    rels = (p.relative_to(nbs_path) for p in nbs_path.rglob("*.ipynb"))
+    return sorted(str(r.as_posix()) for r in rels if not _skipped(r))
+
+# %% ../nbs/98_docs.ipynb #5da1cdb7
+def sidebar_yaml(nbs_path: str | Path) -> str:
+    "The text of `sidebar.yml` for the pages under `nbs_path`: one section per folder."
+    import yaml
+    pages = _page_notebooks(nbs_path)
+    contents = [p for p in pages if p == "index.ipynb"]
+    sections = {}
+    for page in pages:
+        if page == "index.ipynb": continue
+        folder, _, name = page.rpartition("/")
+        if not folder: contents.append(page)
+        else:
+            if folder not in sections:
+                sections[folder] = {"section": re.sub(r"^\d+_", "", folder), "contents": []}
+                contents.append(sections[folder])
+            sections[folder]["contents"].append(page)
+    return yaml.safe_dump({"website": {"sidebar": {"contents": contents}}}, sort_keys=False)
+
+# %% ../nbs/98_docs.ipynb #012b07b7
+def write_sidebar(nbs_path: str | Path) -> Path:
+    "Write `sidebar.yml` in `nbs_path` from the folder layout (only when it changed); return its path."
+    path = Path(nbs_path) / "sidebar.yml"
+    text = sidebar_yaml(nbs_path)
+    if not path.exists() or path.read_text() != text: path.write_text(text)
+    return path
+
 # %% ../nbs/98_docs.ipynb #b685a735
 @contextmanager
 def _working_dir(path: Path):
@@ -74,22 +126,19 @@ def _working_dir(path: Path):
     finally: os.chdir(old)
 
 def process_docs(root: str | Path | None = None) -> Path:
-    "Run nbdev's docs processing (quarto yml, module index, sidebar, `_proc/`) without Quarto; return `_proc`."
+    "Run nbdev's docs processing (quarto yml, module index, `_proc/`) and `write_sidebar`, without Quarto."
     from nbdev.config import get_config
-    from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
+    from nbdev.quarto import refresh_quarto_yml
     from nbdev.serve import proc_nbs
     import nbdev.doclinks
     cfg = get_config(root)
     with _working_dir(cfg.config_path):  # nbdev's helpers call `get_config()` with no path
         refresh_quarto_yml()
         nbdev.doclinks._build_modidx()
-        nbdev_sidebar.__wrapped__(path=cfg.nbs_path)
+        write_sidebar(cfg.nbs_path)
         return proc_nbs(cfg.nbs_path, n_workers=0)
 
 # %% ../nbs/98_docs.ipynb #fb82fd3a
-def _page_notebooks(nbs_path: Path) -> list[str]:
-    return sorted(p.name for p in Path(nbs_path).glob("*.ipynb") if not p.name.startswith(("_", ".")))
-
 def _yaml_strings(node) -> set[str]:
     if isinstance(node, str): return {node}
     if isinstance(node, dict): return set().union(*map(_yaml_strings, node.values())) if node else set()
@@ -97,12 +146,14 @@ def _yaml_strings(node) -> set[str]:
     return set()
 
 def sidebar_problems(nbs_path: str | Path) -> list[str]:
-    "Notebooks in `nbs_path` that `sidebar.yml` does not list."
+    "Pages under `nbs_path` that `sidebar.yml` does not list, and entries that name no page."
     import yaml
     path = Path(nbs_path) / "sidebar.yml"
     if not path.exists(): return [f"{path} is missing"]
-    listed = {Path(s).name for s in _yaml_strings(yaml.safe_load(path.read_text()))}
-    return [f"{nb} is not in {path.name}" for nb in _page_notebooks(nbs_path) if nb not in listed]
+    listed = {s for s in _yaml_strings(yaml.safe_load(path.read_text())) if s.endswith(".ipynb")}
+    pages = set(_page_notebooks(nbs_path))
+    return ([f"{nb} is not in {path.name}" for nb in sorted(pages - listed)] +
+            [f"{path.name} lists {nb}, which is not a page" for nb in sorted(listed - pages)])
 
 # %% ../nbs/98_docs.ipynb #3ed7532d
 def undocumented_symbols(
@@ -125,7 +176,8 @@ def library_modules(root: str | Path | None = None) -> list[str]:
     from nbdev.config import get_config
     cfg = get_config(root)
     lib = Path(cfg.lib_path)
-    return sorted(f"{lib.name}.{p.stem}" for p in lib.glob("*.py") if not p.name.startswith("_"))
+    modules = [p.relative_to(lib.parent).with_suffix("") for p in lib.rglob("*.py") if not p.name.startswith("_")]
+    return sorted(".".join(m.parts) for m in modules if "__pycache__" not in m.parts)
 
 # %% ../nbs/98_docs.ipynb #0d001c6b
 def processed_problems(proc_path: str | Path, nbs_path: str | Path) -> list[str]:
@@ -134,10 +186,13 @@ def processed_problems(proc_path: str | Path, nbs_path: str | Path) -> list[str]
     problems = []
     for nb in _page_notebooks(nbs_path):
         p = Path(proc_path) / nb
-        if not p.exists(): problems.append(f"{nb} was not processed into {proc_path}"); continue
+        if not p.exists():
+            problems.append(f"{nb} was not processed into {proc_path}")
+            continue
         cells = json.loads(p.read_text())["cells"]
         head = "".join(cells[0]["source"]) if cells else ""
-        if not (head.startswith("---") and "title:" in head): problems.append(f"{nb} has no title (an H1 in its first markdown cell)")
+        if not (head.startswith("---") and "title:" in head):
+            problems.append(f"{nb} has no title (an H1 in its first markdown cell)")
     return problems
 
 # %% ../nbs/98_docs.ipynb #1e663a00
