@@ -25,22 +25,22 @@ def _source(cell: dict) -> str:
     return "".join(s) if isinstance(s, list) else s
 
 def _visible_cells(cells: list) -> list[dict]:
-    "The cells a reader sees: no hidden code cells, no `#|` directive lines."
+    "The cells a reader sees: no hidden code cells, no `#|` directive lines; `echo` says if code shows."
     kept = []
     for cell in cells:
         lines = _source(cell).splitlines()
         directives = [l.split("|", 1)[1].strip() for l in lines if l.strip().startswith("#|")]
         if cell["cell_type"] == "code" and {"hide", "include: false"} & set(directives): continue
         text = "\n".join(l for l in lines if not l.strip().startswith("#|")).strip()
-        kept.append({**cell, "source": text})
+        kept.append({**cell, "source": text, "echo": "echo: false" not in directives})
     return kept
 
 # %% ../nbs/98_docs.ipynb #6d70d0c5
 def _cell_markdown(cell: dict) -> str:
-    "GitHub markdown for one visible cell: markdown as is, code fenced with its text outputs."
+    "GitHub markdown for one visible cell: markdown as is, code fenced (unless `echo: false`), text outputs."
     if cell["cell_type"] == "markdown": return cell["source"]
     if cell["cell_type"] != "code" or not cell["source"]: return ""
-    parts = [f"```python\n{cell['source']}\n```"]
+    parts = [f"```python\n{cell['source']}\n```"] if cell.get("echo", True) else []
     for out in cell.get("outputs", []):
         data = out.get("data", {})
         if "text/markdown" in data: parts.append(_source({"source": data["text/markdown"]}).strip())

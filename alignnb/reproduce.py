@@ -12,35 +12,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .core import Result, timed
+from .core import Result, _format_value, timed
 
 # %% auto #0
-__all__ = ['INFRASTRUCTURE_MODULES', 'discover', 'MethodRun', 'run_methods', 'format_table', 'write_summary', 'main']
+__all__ = ['method_packages', 'discover', 'MethodRun', 'run_methods', 'format_table', 'write_summary', 'results_markdown', 'main']
 
 # %% ../nbs/99_reproduce.ipynb #028876e5
-INFRASTRUCTURE_MODULES = frozenset({"core", "data", "lm", "reproduce", "docs"})
+def method_packages(
+    package: str = "alignnb",  # the package whose subpackages are the methods
+) -> list[str]:  # dotted names, e.g. `["alignnb.cachegen", ...]`
+    "The dotted names of `package`'s subpackages: one per paper."
+    pkg = importlib.import_module(package)
+    return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+                  if m.ispkg and not m.name.startswith("_"))
 
+# %% ../nbs/99_reproduce.ipynb #817df6bc
 def _extra_module_names(extra: Sequence[str] = ()) -> list[str]:
     from_env = [m.strip() for m in os.environ.get("ALIGNNB_REPRODUCE_MODULES", "").split(",") if m.strip()]
     return list(dict.fromkeys([*extra, *from_env]))
 
 def discover(
     extra_modules: Sequence[str] = (),  # dotted module names to add, e.g. `["my_pkg.my_method"]`
-    package: str | None = "alignnb",  # the package whose modules are scanned; `None` scans none
+    package: str | None = "alignnb",  # the package whose method subpackages are asked; `None` asks none
 ) -> dict[str, Callable]:  # method name -> its `reproduce` function, sorted by name
-    "Find every `reproduce` function in `package` and in `extra_modules`."
-    own = []
-    if package is not None:
-        pkg = importlib.import_module(package)
-        own = [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
-               if not m.name.startswith("_") and m.name not in INFRASTRUCTURE_MODULES]
+    "Ask every method package of `package`, and every module of `extra_modules`, for its `reproduce`."
     found = {}
-    for dotted in own + _extra_module_names(extra_modules):
-        module = importlib.import_module(dotted)
-        fn = getattr(module, "reproduce", None)
-        if callable(fn): found[dotted.rsplit(".", 1)[-1]] = fn
-        elif dotted not in own:
-            raise ValueError(f"module {dotted!r} was named as a method but defines no callable `reproduce`")
+    for dotted in (method_packages(package) if package is not None else []) + _extra_module_names(extra_modules):
+        fn = getattr(importlib.import_module(dotted), "reproduce", None)
+        if not callable(fn):
+            raise ValueError(f"{dotted!r} is registered as a method but defines no callable `reproduce` "
+                             "(a method package re-exports its experiments' `reproduce` in `__init__.py`)")
+        found[dotted.rsplit(".", 1)[-1]] = fn
     return dict(sorted(found.items()))
 
 # %% ../nbs/99_reproduce.ipynb #931d4a3d
@@ -54,7 +56,7 @@ class MethodRun:
 
     @property
     def verdict(self) -> str:
-        "`held`, `not held` or `error`."
+        "`held`, `not held`, `not resolved` or `error`."
         return "error" if self.error is not None else self.result.verdict
 
     def to_dict(self) -> dict:
@@ -107,30 +109,56 @@ def run_methods(
     return runs
 
 # %% ../nbs/99_reproduce.ipynb #903b7ff9
-_COLUMNS = ("method", "claim", "paper", "ours", "verdict", "seconds")
-_WIDTHS = (14, 40, 24, 40, 8, 7)
+_COLUMNS = ("method", "claim", "ours", "interval", "rule", "verdict", "paper", "seconds")
 
-def _short(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _rows(run: MethodRun) -> list[list[str]]:
+    "One table row per claim of `run` (a summary row when there are several), without the seconds."
+    res = run.result
+    if res is None: return [[run.name, "", "", "", "", "error", run.error.strip().splitlines()[-1]]]
+    if not res.claims: return [[run.name, res.claim, res.ours_text(), "", res.criterion, res.verdict, res.paper]]
+    rows = [[run.name, c.name, _format_value(c.estimate),
+             f"[{_format_value(c.low)}, {_format_value(c.high)}] {c.level:.0%} {c.interval}", c.rule, c.verdict, c.paper]
+            for c in res.claims]
+    if len(rows) > 1: rows.append([run.name, "(all claims)", "", "", "", res.verdict, ""])
+    return rows
 
+# %% ../nbs/99_reproduce.ipynb #4f7928d8
 def format_table(runs: Sequence[MethodRun]) -> str:
-    "A fixed-width text table of `runs`: method, claim, paper, ours, verdict, seconds."
-    def row(cells): return "  ".join(_short(c, w).ljust(w) for c, w in zip(cells, _WIDTHS)).rstrip()
-    lines = [row(_COLUMNS), row("-" * w for w in _WIDTHS)]
-    for r in runs:
-        res = r.result
-        claim, paper, ours = ((res.claim, res.paper, res.ours_text()) if res is not None
-                              else ("", "", r.error.strip().splitlines()[-1]))
-        lines.append(row([r.name, claim, paper, ours, r.verdict, f"{r.seconds:.1f}"]))
-    return "\n".join(lines)
+    "A text table of `runs`, one row per claim, no cell shortened."
+    rows = [r + [f"{run.seconds:.1f}" if i == 0 else ""] for run in runs for i, r in enumerate(_rows(run))]
+    rows = [[" ".join(str(c).split()) for c in r] for r in rows]
+    widths = [max(map(len, col)) for col in zip(_COLUMNS, *rows)]
+    def line(cells): return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(_COLUMNS), line("-" * w for w in widths), *map(line, rows)])
 
+# %% ../nbs/99_reproduce.ipynb #3e8355f7
 def write_summary(runs: Sequence[MethodRun], out: str | Path, quick: bool) -> Path:
     "Write `out/summary.json` with every run and return its path."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "summary.json"
     path.write_text(json.dumps({"quick": quick, "methods": [r.to_dict() for r in runs]}, indent=2))
     return path
+
+# %% ../nbs/99_reproduce.ipynb #705237c4
+def _claim_row(method: str, quick: bool, claim: dict) -> str:
+    cells = [f"`{method}`", claim["statement"], claim["paper"],
+             f"{_format_value(claim['estimate'])} [{_format_value(claim['low'])}, {_format_value(claim['high'])}]",
+             f"**{claim['verdict']}**", "quick" if quick else "full"]
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+def results_markdown(
+    paths: Sequence[str | Path],  # `summary.json` files written by `alignnb-reproduce`
+) -> str:  # a markdown table, one row per claim
+    "One markdown table of every claim in the `summary.json` files at `paths`."
+    rows = ["| method | claim | paper | ours [interval] | verdict | run |", "|---|---|---|---|---|---|"]
+    for path in paths:
+        summary = json.loads(Path(path).read_text())
+        for m in summary["methods"]:
+            claims = m.get("result", {}).get("claims", [])
+            if m["verdict"] == "error": rows.append(f"| `{m['method']}` | (the run raised) | | | **error** | |")
+            rows += [_claim_row(m["method"], summary["quick"], c) for c in claims]
+    return "\n".join(rows)
 
 # %% ../nbs/99_reproduce.ipynb #0e435f22
 def _parser() -> argparse.ArgumentParser:
@@ -154,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.list or not methods:
-        print("\n".join(methods) if methods else "No methods are registered yet: no alignnb module exports `reproduce`.")
+        print("\n".join(methods) if methods else "No methods are registered: alignnb has no method package.")
         return 0
     chosen = {m: methods[m] for m in (args.methods or methods)}
     # the summary is rewritten after every method, so a crash or an interrupt loses nothing already measured

@@ -52,7 +52,7 @@ def test_run_with_a_registered_dummy_method(tmp_path, dummy_module):
     p = run_cli("dummy_method", "--module", "dummy_method", "--out", "res", cwd=tmp_path, extra_path=dummy_module)
     assert p.returncode == 0, p.stderr
     header = p.stdout.splitlines()[0].split()
-    assert header == ["method", "claim", "paper", "ours", "verdict", "seconds"]
+    assert header == ["method", "claim", "ours", "interval", "rule", "verdict", "paper", "seconds"]
     row = next(l for l in p.stdout.splitlines() if l.startswith("dummy_method"))
     assert "held" in row and "mean=5.5" in row
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
