@@ -142,9 +142,9 @@ def test_score_difference_is_unbiased_on_simulation():
     tr, trT = true_calibration_errors(6, m, n_samples=400_000), true_calibration_errors(6, m, T, n_samples=400_000)
     s = simulate_calibration(200_000, 6, m, seed=21)
     imp = calibration_improvement(s.probs, softmax(s.logits / T), s.labels, n_bootstrap=200)
-    assert abs(imp.estimate - (tr["brier"] - trT["brier"])) < 4 * imp.std_error
-    assert imp.ci_low < tr["brier"] - trT["brier"] < imp.ci_high
-    assert root_brier_upper_bound(s.probs, s.labels) > tr["ce2"]
+    assert abs(imp.estimate - (tr.brier - trT.brier)) < 4 * imp.std_error
+    assert imp.ci_low < tr.brier - trT.brier < imp.ci_high
+    assert root_brier_upper_bound(s.probs, s.labels) > tr.ce2
 
 
 def test_dawid_sebastiani_is_proper():

@@ -1,0 +1,7 @@
+"""Proper calibration errors (Gruber & Buettner, NeurIPS 2022): scores and estimators, recalibration maps, and the
+reproduction. Written by hand (nbdev leaves a package's `__init__.py` alone); the modules are generated from
+`nbs/40_calibration/`."""
+from .scores import *
+from .recalibration import *
+from .experiments import *
+from .experiments import reproduce
