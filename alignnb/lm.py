@@ -88,6 +88,7 @@ def token_stream(
     ids = [i for ids in tokenizer(list(docs))["input_ids"] for i in ids + [tokenizer.eos_token_id]]
     return torch.tensor(ids, dtype=torch.long)
 
+# %% ../nbs/02_lm.ipynb #8a0778b3
 def random_windows(
     stream: torch.Tensor,  # (N,) token ids
     batch_size: int,  # B, windows per batch
@@ -95,7 +96,8 @@ def random_windows(
     generator: torch.Generator,  # source of the offsets
 ) -> torch.Tensor:  # (B, T) windows
     "A batch of windows at random offsets of the stream."
-    if len(stream) <= block_size: raise ValueError(f"stream of {len(stream)} tokens is too short for block_size={block_size}")
+    if len(stream) <= block_size:
+        raise ValueError(f"stream of {len(stream)} tokens is too short for block_size={block_size}")
     starts = torch.randint(0, len(stream) - block_size, (batch_size,), generator=generator)  # (B,)
     return stream[starts[:, None] + torch.arange(block_size)]  # (B, T)
 
@@ -120,7 +122,8 @@ def ngram_perplexities(
     lambdas: tuple = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95),  # candidate interpolation weights for (1)
 ) -> dict:  # {'unigram': PPL, 'bigram': PPL, 'bigram_lambda': the best lambda}
     "Perplexities of add-one unigram and interpolated bigram models on the validation targets."
-    unigram = (torch.bincount(train_stream, minlength=vocab_size).double() + 1) / (len(train_stream) + vocab_size)  # (V,)
+    counts = torch.bincount(train_stream, minlength=vocab_size).double()
+    unigram = (counts + 1) / (len(train_stream) + vocab_size)  # (V,)
     previous, target = inputs.reshape(-1), targets.reshape(-1)  # (W*T,)
     pairs, pair_counts = torch.unique(train_stream[:-1] * vocab_size + train_stream[1:], return_counts=True)
     codes = previous * vocab_size + target
@@ -128,7 +131,8 @@ def ngram_perplexities(
     c_vw = torch.where(pairs[where] == codes, pair_counts[where], 0).double()  # c(v, w)
     c_v = torch.bincount(train_stream[:-1], minlength=vocab_size)[previous].double()  # c(v)
     def bigram_nll(lam):
-        p = torch.where(c_v > 0, lam * c_vw / c_v.clamp(min=1) + (1 - lam) * unigram[target], unigram[target])  # (1)
+        interpolated = lam * c_vw / c_v.clamp(min=1) + (1 - lam) * unigram[target]  # (1)
+        p = torch.where(c_v > 0, interpolated, unigram[target])
         return -p.log().mean().item()
     best = min(lambdas, key=bigram_nll)
     return {"unigram": math.exp(-unigram[target].log().mean().item()), "bigram": math.exp(bigram_nll(best)),
@@ -146,7 +150,8 @@ def perplexity(
     device, total = next(model.parameters()).device, 0.0
     for i in range(0, len(inputs), batch_size):
         logits = model(input_ids=inputs[i : i + batch_size].to(device)).logits.float()  # (b, T, V)
-        total += F.cross_entropy(logits.flatten(0, 1), targets[i : i + batch_size].flatten().to(device), reduction="sum").item()
+        batch_targets = targets[i : i + batch_size].flatten().to(device)
+        total += F.cross_entropy(logits.flatten(0, 1), batch_targets, reduction="sum").item()
     return math.exp(total / targets.numel())
 
 # %% ../nbs/02_lm.ipynb #08dede7d
@@ -173,9 +178,21 @@ def train_small_lm(
     with torch_threads(config.cpu_threads, active=device.type == "cpu"):
         return _train(config, docs, device, start)
 
+# %% ../nbs/02_lm.ipynb #87e02833
+def _train_step(model, optimizer, schedule, batch: torch.Tensor, grad_clip: float) -> float:  # batch (B, T)
+    loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+# %% ../nbs/02_lm.ipynb #d14083d7
 def _train(config: SmallLMConfig, docs: list[str] | None, device: torch.device, start: float) -> tuple:
     generator = seed_everything(config.seed)
-    train_docs, valid_docs = train_valid_split(python_docs_corpus() if docs is None else docs, config.valid_frac, config.seed)
+    corpus = python_docs_corpus() if docs is None else docs
+    train_docs, valid_docs = train_valid_split(corpus, config.valid_frac, config.seed)
     tokenizer = train_tokenizer(train_docs, config.vocab_size)
     train_ids, valid_ids = token_stream(tokenizer, train_docs), token_stream(tokenizer, valid_docs)
     valid_inputs, valid_targets = validation_windows(valid_ids, config.block_size)
@@ -185,15 +202,14 @@ def _train(config: SmallLMConfig, docs: list[str] | None, device: torch.device, 
     log = {"config": asdict(config), "step": [], "train_loss": [], "valid_step": [], "valid_loss": []}
     for step in progress(range(config.steps), desc="training the small LM"):
         block = config.short_block_size if step < config.short_fraction * config.steps else config.block_size
-        batch = random_windows(train_ids, config.batch_size * config.block_size // block, block, generator).to(device)  # (B, T)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step(); schedule.step(); optimizer.zero_grad(set_to_none=True)
-        log["step"].append(step); log["train_loss"].append(loss.item())
+        rows = config.batch_size * config.block_size // block  # the same tokens per step at either length
+        batch = random_windows(train_ids, rows, block, generator).to(device)  # (B, T)
+        log["step"].append(step)
+        log["train_loss"].append(_train_step(model, optimizer, schedule, batch, config.grad_clip))
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             model.eval()
-            log["valid_step"].append(step); log["valid_loss"].append(math.log(perplexity(model, valid_inputs[:16], valid_targets[:16])))
+            log["valid_step"].append(step)
+            log["valid_loss"].append(math.log(perplexity(model, valid_inputs[:16], valid_targets[:16])))
             model.train()
     return _finish(model, tokenizer, log, train_ids, valid_inputs, valid_targets, len(train_docs), start)
 
@@ -251,12 +267,14 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
 def _check_batch(input_ids, attention_mask, prompt_lengths) -> None:
     if input_ids.dim() != 2: raise ValueError(f"input_ids must be (B, T), got shape {tuple(input_ids.shape)}")
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                         f"got {tuple(attention_mask.shape)}")
     if prompt_lengths.shape != input_ids.shape[:1]:
         raise ValueError(f"prompt_lengths must be ({input_ids.shape[0]},), got shape {tuple(prompt_lengths.shape)}")
     real = attention_mask.long().sum(-1)
     if (prompt_lengths < 1).any() or (prompt_lengths > real).any():
-        raise ValueError(f"prompt_lengths must lie in [1, real tokens per row {real.tolist()}], got {prompt_lengths.tolist()}")
+        raise ValueError(f"prompt_lengths must lie in [1, real tokens per row {real.tolist()}], "
+                         f"got {prompt_lengths.tolist()}")
 
 # %% ../nbs/02_lm.ipynb #edec3219
 def sequence_logprobs(
@@ -267,12 +285,14 @@ def sequence_logprobs(
     reduce: str = "sum",  # 'sum': log pi(y|x) (2); 'mean': per completion token; 'none': per token
 ) -> torch.Tensor:  # (B,) for 'sum' / 'mean'; (B, T) for 'none', aligned with input_ids, 0 off the completion
     "Log-probabilities of the completion tokens under `model`, differentiable."
-    if reduce not in ("sum", "mean", "none"): raise ValueError(f"reduce must be 'sum', 'mean' or 'none', got {reduce!r}")
+    if reduce not in ("sum", "mean", "none"):
+        raise ValueError(f"reduce must be 'sum', 'mean' or 'none', got {reduce!r}")
     prompt_lengths = torch.as_tensor(prompt_lengths, device=input_ids.device)
     _check_batch(input_ids, attention_mask, prompt_lengths)
     positions = _positions(attention_mask)  # (B, T)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits  # (B, T, V)
-    token_logps = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    logps = torch.log_softmax(logits[:, :-1].float(), -1)  # (B, T-1, V)
+    token_logps = logps.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
     completion = attention_mask[:, 1:].bool() & (positions[:, 1:] >= prompt_lengths[:, None])  # (B, T-1)
     token_logps = F.pad(torch.where(completion, token_logps, 0.0), (1, 0))  # (B, T); where, not *: pads may be NaN
     if reduce == "none": return token_logps
@@ -305,6 +325,38 @@ def sample_next_token(
     choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1), renormalises internally
     return order.gather(-1, choice).squeeze(-1).to(scores.device)
 
+# %% ../nbs/02_lm.ipynb #a60669b4
+def _left_padded(tokenizer, prompts: list[str], device) -> tuple[list, torch.Tensor, torch.Tensor]:
+    "Token ids per prompt (eos for an empty one), and the left-padded (B, P) ids and attention mask."
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] or [eos] for p in prompts]
+    width = max(map(len, encoded))
+    sequences = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)  # (B, P)
+    attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)  # (B, P)
+    return encoded, sequences, attention_mask
+
+# %% ../nbs/02_lm.ipynb #ebb28a62
+def _next_token(scores, sequences, logits_processor, temperature, top_p, generator) -> torch.Tensor:  # (B, V) -> (B,)
+    if logits_processor is not None: scores = logits_processor(sequences, scores)
+    return sample_next_token(scores, temperature, top_p, generator)
+
+def _sample_loop(model, sequences, attention_mask, max_new_tokens: int, eos: int, pad: int, choose) -> tuple:
+    "Extend (B, P) `sequences` token by token with a KV cache until every row has emitted eos."
+    finished = torch.zeros(sequences.shape[0], dtype=torch.bool, device=sequences.device)  # (B,)
+    cache, step_ids = DynamicCache(), sequences
+    for _ in range(max_new_tokens):
+        positions = _positions(attention_mask)[:, -step_ids.shape[1]:]
+        out = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=positions,
+                    cache=cache, use_cache=True)
+        scores = out.logits[:, -1].float()  # (B, V)
+        token = torch.where(finished, pad, choose(scores, sequences))  # (B,)
+        sequences = torch.cat([sequences, token[:, None]], -1)
+        attention_mask = torch.cat([attention_mask, (~finished).long()[:, None]], -1)
+        finished |= token == eos
+        step_ids = token[:, None]
+        if finished.all(): break
+    return sequences, attention_mask
+
 # %% ../nbs/02_lm.ipynb #edf4a807
 @torch.no_grad()
 def generate(
@@ -318,32 +370,23 @@ def generate(
     generator: torch.Generator | None = None,  # CPU generator for reproducible sampling
 ) -> Generation:  # sequences, masks, prompt lengths and texts
     "Sample continuations of `prompts` with a KV cache; returns ids, masks and decoded texts."
-    if not prompts or not all(isinstance(p, str) for p in prompts): raise TypeError("prompts must be a non-empty list of str")
-    if temperature < 0 or not 0 < top_p <= 1: raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a non-empty list of str")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
     device, eos, pad = next(model.parameters()).device, tokenizer.eos_token_id, tokenizer.pad_token_id
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] or [eos] for p in prompts]
-    width = max(map(len, encoded))
-    sequences = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)  # (B, P)
-    attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)  # (B, P)
-    finished, cache, step_ids = torch.zeros(len(prompts), dtype=torch.bool, device=device), DynamicCache(), sequences
-    for _ in range(max_new_tokens):
-        positions = _positions(attention_mask)[:, -step_ids.shape[1]:]
-        out = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=positions, cache=cache, use_cache=True)
-        scores = out.logits[:, -1].float()  # (B, V)
-        if logits_processor is not None: scores = logits_processor(sequences, scores)
-        token = torch.where(finished, pad, sample_next_token(scores, temperature, top_p, generator))  # (B,)
-        sequences = torch.cat([sequences, token[:, None]], -1)
-        attention_mask = torch.cat([attention_mask, (~finished).long()[:, None]], -1)
-        finished |= token == eos
-        step_ids = token[:, None]
-        if finished.all(): break
+    encoded, sequences, attention_mask = _left_padded(tokenizer, prompts, device)  # ids per prompt, (B, P), (B, P)
+    width = sequences.shape[1]
+    def choose(scores, seqs): return _next_token(scores, seqs, logits_processor, temperature, top_p, generator)
+    sequences, attention_mask = _sample_loop(model, sequences, attention_mask, max_new_tokens, eos, pad, choose)
     return _generation(tokenizer, sequences, attention_mask, width, encoded)
 
 # %% ../nbs/02_lm.ipynb #288666ea
 def _generation(tokenizer, sequences, attention_mask, width, encoded) -> Generation:
     completion_mask = attention_mask.clone()
     completion_mask[:, :width] = 0
-    texts = [tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(sequences, completion_mask)]
+    texts = [tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+             for row, m in zip(sequences, completion_mask)]
     return Generation(sequences, attention_mask, completion_mask, torch.tensor([len(e) for e in encoded]), texts)
 
 # %% ../nbs/02_lm.ipynb #1e8cac50
@@ -360,8 +403,10 @@ class GeometricMixture(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # (B, t), (B, V) -> (B, V)
         reference_logits = self._reference_logits(input_ids)  # (B, V)
         if reference_logits.shape != scores.shape:
-            raise ValueError(f"reference logits {tuple(reference_logits.shape)} do not match scores {tuple(scores.shape)}")
-        mixed = (1 - self.beta) * torch.log_softmax(scores.float(), -1) + self.beta * torch.log_softmax(reference_logits, -1)
+            raise ValueError(f"reference logits {tuple(reference_logits.shape)} "
+                             f"do not match scores {tuple(scores.shape)}")
+        policy_logps = torch.log_softmax(scores.float(), -1)
+        mixed = (1 - self.beta) * policy_logps + self.beta * torch.log_softmax(reference_logits, -1)
         return torch.log_softmax(mixed, -1)  # (3): subtracting log Z
 
 # %% ../nbs/02_lm.ipynb #bd604ac9
@@ -376,7 +421,8 @@ def _reference_logits(self: GeometricMixture, input_ids: torch.Tensor) -> torch.
     if not extends: self._cache = DynamicCache()
     new = input_ids[:, -1:] if extends else input_ids
     device = next(self.reference_model.parameters()).device
-    out = self.reference_model(input_ids=new.to(device), attention_mask=mask.to(device),
-                               position_ids=_positions(mask)[:, -new.shape[1]:].to(device), cache=self._cache, use_cache=True)
+    positions = _positions(mask)[:, -new.shape[1]:].to(device)
+    out = self.reference_model(input_ids=new.to(device), attention_mask=mask.to(device), position_ids=positions,
+                               cache=self._cache, use_cache=True)
     self._seen = input_ids.clone()
     return out.logits[:, -1].float().to(input_ids.device)
