@@ -69,6 +69,7 @@ def quiet() -> bool:
     "True when `$ALIGNNB_QUIET` asks for silence (`1`, `true`, `yes`)."
     return os.environ.get("ALIGNNB_QUIET", "").strip().lower() in {"1", "true", "yes"}
 
+# %% ../nbs/00_core.ipynb #44b62d0b
 def progress(
     iterable: Iterable,  # what to iterate over
     **kwargs,  # passed to `tqdm.auto.tqdm` (`desc`, `total`, `leave`, ...)
@@ -92,6 +93,7 @@ def plot_rcparams() -> dict:
         "legend.frameon": False, "font.size": 10,
     }
 
+# %% ../nbs/00_core.ipynb #2a980cb6
 @contextmanager
 def plot_style():
     "Context manager that applies the alignnb matplotlib style inside its block only."
@@ -104,6 +106,7 @@ def figure_dir(out: str | Path | None = None) -> Path:
     "Where figures go: `out`, else `$ALIGNNB_FIGURES`, else `results/figures`."
     return Path(out or os.environ.get("ALIGNNB_FIGURES") or "results/figures")
 
+# %% ../nbs/00_core.ipynb #aa98b2a8
 def save_figure(
     fig,  # a matplotlib `Figure`
     name: str,  # file name without folder, e.g. `"cachegen_bits.png"`
@@ -148,6 +151,21 @@ def _decide(low: float, high: float, threshold: float, direction: str) -> str:
     if direction == "below": above, below = below, above
     return "held" if above else "not held" if below else "not resolved"
 
+# %% ../nbs/00_core.ipynb #8c23bd50
+def _check_claim(claim) -> None:
+    "Types and ranges of a `Claim`'s fields; numbers become floats."
+    for name in ("name", "statement", "paper", "interval", "note"):
+        if not isinstance(getattr(claim, name), str):
+            raise TypeError(f"Claim.{name} must be a str, got {type(getattr(claim, name)).__name__}")
+    if claim.direction not in ("above", "below"):
+        raise ValueError(f"Claim.direction must be 'above' or 'below', got {claim.direction!r}")
+    for name in ("estimate", "low", "high", "threshold", "level"):
+        setattr(claim, name, float(getattr(claim, name)))
+    if not all(map(math.isfinite, (claim.low, claim.high, claim.threshold))) or not claim.low <= claim.high:
+        raise ValueError(f"Claim {claim.name!r}: need finite low <= high and threshold, got "
+                         f"low={claim.low}, high={claim.high}, threshold={claim.threshold}")
+    if not 0 < claim.level <= 1: raise ValueError(f"Claim.level must lie in (0, 1], got {claim.level}")
+
 # %% ../nbs/00_core.ipynb #bd4be9cc
 @dataclass
 class Claim:
@@ -164,17 +182,7 @@ class Claim:
     interval: str = "bootstrap"  # how the interval was made, e.g. `"bootstrap over 21 prompts"`, `"exact"`
     note: str = ""  # why our figure differs from the paper's, or what limits the run
 
-    def __post_init__(self):
-        for name in ("name", "statement", "paper", "interval", "note"):
-            if not isinstance(getattr(self, name), str):
-                raise TypeError(f"Claim.{name} must be a str, got {type(getattr(self, name)).__name__}")
-        if self.direction not in ("above", "below"):
-            raise ValueError(f"Claim.direction must be 'above' or 'below', got {self.direction!r}")
-        for name in ("estimate", "low", "high", "threshold", "level"): setattr(self, name, float(getattr(self, name)))
-        if not all(map(math.isfinite, (self.low, self.high, self.threshold))) or not self.low <= self.high:
-            raise ValueError(f"Claim {self.name!r}: need finite low <= high and threshold, got "
-                             f"low={self.low}, high={self.high}, threshold={self.threshold}")
-        if not 0 < self.level <= 1: raise ValueError(f"Claim.level must lie in (0, 1], got {self.level}")
+    def __post_init__(self): _check_claim(self)
 
 # %% ../nbs/00_core.ipynb #4cbf2d34
 @patch(as_prop=True)
@@ -182,6 +190,7 @@ def verdict(self: Claim) -> str:
     "`held`, `not held` or `not resolved`, from the interval and the threshold."
     return _decide(self.low, self.high, self.threshold, self.direction)
 
+# %% ../nbs/00_core.ipynb #3c1f720d
 @patch(as_prop=True)
 def rule(self: Claim) -> str:
     "The decision rule as code over `low`, `high` and the threshold."
@@ -244,6 +253,7 @@ def to_dict(self: Claim) -> dict:
     "The claim as a JSON-ready dict, with its derived `verdict` and `rule`."
     return {**_jsonable(dataclasses.asdict(self)), "verdict": self.verdict, "rule": self.rule}
 
+# %% ../nbs/00_core.ipynb #944b7d88
 @patch(cls_method=True)
 def from_dict(cls: Claim, d: dict) -> Claim:
     "Rebuild a claim from `to_dict`'s output; the verdict is derived again, never read back."
@@ -270,21 +280,25 @@ class Result:
         for name in ("method", "claim", "paper", "criterion"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"Result.{name} must be a str, got {type(getattr(self, name)).__name__}")
-        if not isinstance(self.ours, dict): raise TypeError(f"Result.ours must be a dict, got {type(self.ours).__name__}")
+        if not isinstance(self.ours, dict):
+            raise TypeError(f"Result.ours must be a dict, got {type(self.ours).__name__}")
         self.passed = bool(self.passed)
         self.figures = [str(f) for f in self.figures]
         self.claims = [c if isinstance(c, Claim) else Claim.from_dict(c) for c in self.claims]
 
-    @property
-    def verdict(self) -> str:
-        "From the claims: `not held` if any is, else `not resolved` if any is, else `held`."
-        if not self.claims: return "held" if self.passed else "not held"
-        verdicts = {c.verdict for c in self.claims}
-        return next(v for v in ("not held", "not resolved", "held") if v in verdicts)
+# %% ../nbs/00_core.ipynb #be805e1a
+@patch(as_prop=True)
+def verdict(self: Result) -> str:
+    "From the claims: `not held` if any is, else `not resolved` if any is, else `held`."
+    if not self.claims: return "held" if self.passed else "not held"
+    verdicts = {c.verdict for c in self.claims}
+    return next(v for v in ("not held", "not resolved", "held") if v in verdicts)
 
-    def ours_text(self) -> str:
-        "The measured figures as `name=value` pairs."
-        return ", ".join(f"{k}={_format_value(v)}" for k, v in self.ours.items())
+# %% ../nbs/00_core.ipynb #7ead0aee
+@patch
+def ours_text(self: Result) -> str:
+    "The measured figures as `name=value` pairs."
+    return ", ".join(f"{k}={_format_value(v)}" for k, v in self.ours.items())
 
 # %% ../nbs/00_core.ipynb #7719d8ae
 @patch
@@ -293,11 +307,13 @@ def to_dict(self: Result) -> dict:
     d = _jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "claims"})
     return {**d, "claims": [c.to_dict() for c in self.claims], "verdict": self.verdict}
 
+# %% ../nbs/00_core.ipynb #3c5b1b07
 @patch
 def to_json(self: Result, indent: int | None = 2) -> str:
     "The record as JSON text."
     return json.dumps(self.to_dict(), indent=indent)
 
+# %% ../nbs/00_core.ipynb #c3eee612
 @patch(cls_method=True)
 def from_dict(cls: Result, d: dict) -> Result:
     "Rebuild a record from `to_dict`'s output; unknown keys are an error."
@@ -307,6 +323,7 @@ def from_dict(cls: Result, d: dict) -> Result:
     if unknown: raise ValueError(f"unknown Result fields {sorted(unknown)}; known: {sorted(names)}")
     return cls(**d)
 
+# %% ../nbs/00_core.ipynb #47824bd9
 @patch(cls_method=True)
 def from_json(cls: Result, text: str) -> Result:
     "Rebuild a record from `to_json`'s output."
