@@ -18,7 +18,8 @@ __all__ = ['README_HEADER', 'readme_markdown', 'write_readme', 'readme_is_curren
            'check_docs', 'build_docs', 'main']
 
 # %% ../nbs/98_docs.ipynb #c95a03e0
-README_HEADER = "<!-- Generated from nbs/index.ipynb by `alignnb-docs readme`; edit the notebook, not this file. -->\n\n"
+README_HEADER = ("<!-- Generated from nbs/index.ipynb by `alignnb-docs readme`; "
+                 "edit the notebook, not this file. -->\n\n")
 
 def _source(cell: dict) -> str:
     s = cell.get("source", "")
@@ -74,6 +75,7 @@ def write_readme(root: str | Path | None = None) -> Path:
     path.write_text(readme_markdown(cfg.nbs_path / cfg.readme_nb))
     return path
 
+# %% ../nbs/98_docs.ipynb #3d9e03f5
 def readme_is_current(root: str | Path | None = None) -> bool:
     "True when README.md is exactly what `write_readme` would write."
     from nbdev.config import get_config
@@ -165,12 +167,14 @@ def undocumented_symbols(
         module = importlib.import_module(name)
         for sym in getattr(module, "__all__", []):
             obj = getattr(module, sym)
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", name) != name: continue
+            defined_here = getattr(obj, "__module__", name) == name
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or not defined_here: continue
             doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
             # a dataclass without a docstring gets its signature as __doc__; that is not documentation
             if not doc or not doc.strip() or doc.startswith(f"{obj.__name__}("): missing.append(f"{name}.{sym}")
     return missing
 
+# %% ../nbs/98_docs.ipynb #d6df17b4
 def library_modules(root: str | Path | None = None) -> list[str]:
     "Dotted names of the generated modules of the library."
     from nbdev.config import get_config
@@ -206,6 +210,7 @@ def check_docs(root: str | Path | None = None) -> list[str]:
     problems += [f"{s} has no docstring" for s in undocumented_symbols(library_modules(root))]
     return problems
 
+# %% ../nbs/98_docs.ipynb #0a07c083
 def build_docs(root: str | Path | None = None) -> int:
     "Render the site with `nbdev-docs` when Quarto is on PATH; otherwise process only. Returns an exit code."
     if shutil.which("quarto"):
@@ -231,5 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "build": return build_docs()
     problems = check_docs()
     for msg in problems: print(f"docs check: {msg}", file=sys.stderr)
-    print("docs check: " + (f"{len(problems)} problem(s)" if problems else "all pages processed, in the sidebar and documented"))
+    verdict = f"{len(problems)} problem(s)" if problems else "all pages processed, in the sidebar and documented"
+    print(f"docs check: {verdict}")
     return 1 if problems else 0

@@ -116,9 +116,8 @@ def _rows(run: MethodRun) -> list[list[str]]:
     res = run.result
     if res is None: return [[run.name, "", "", "", "", "error", run.error.strip().splitlines()[-1]]]
     if not res.claims: return [[run.name, res.claim, res.ours_text(), "", res.criterion, res.verdict, res.paper]]
-    rows = [[run.name, c.name, _format_value(c.estimate),
-             f"[{_format_value(c.low)}, {_format_value(c.high)}] {c.level:.0%} {c.interval}", c.rule, c.verdict, c.paper]
-            for c in res.claims]
+    def interval(c): return f"[{_format_value(c.low)}, {_format_value(c.high)}] {c.level:.0%} {c.interval}"
+    rows = [[run.name, c.name, _format_value(c.estimate), interval(c), c.rule, c.verdict, c.paper] for c in res.claims]
     if len(rows) > 1: rows.append([run.name, "(all claims)", "", "", "", res.verdict, ""])
     return rows
 
@@ -172,14 +171,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     return p
 
+# %% ../nbs/99_reproduce.ipynb #680d00ba
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of `alignnb-reproduce`; returns the exit code."
     args = _parser().parse_args(argv)
     methods = discover(args.module)
     unknown = [m for m in args.methods if m not in methods]
     if unknown:
-        print(f"alignnb-reproduce: unknown method(s) {', '.join(unknown)}; known: {', '.join(methods) or 'none yet'}",
-              file=sys.stderr)
+        known = ", ".join(methods) or "none yet"
+        print(f"alignnb-reproduce: unknown method(s) {', '.join(unknown)}; known: {known}", file=sys.stderr)
         return 2
     if args.list or not methods:
         print("\n".join(methods) if methods else "No methods are registered: alignnb has no method package.")
