@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core import Result, plot_style, progress, save_figure, timed
-from .scores import (_mass_bins, binned_calibration_error, brier_score, calibration_improvement,
-                                        dawid_sebastiani_score, kde_calibration_error, log_score,
-                                        root_brier_upper_bound, softmax)
-from .recalibration import (EnsembleTemperatureScaling, IsotonicCalibration, MatrixScaling,
-                                               TemperatureScaling, VectorScaling, reliability_diagram)
+from .scores import (
+    _mass_bins, binned_calibration_error, brier_score, calibration_improvement, dawid_sebastiani_score,
+    kde_calibration_error, log_score, root_brier_upper_bound, softmax)
+from alignnb.calibration.recalibration import (
+    EnsembleTemperatureScaling, IsotonicCalibration, MatrixScaling, TemperatureScaling, VectorScaling,
+    reliability_diagram)
 
 # %% auto #0
 __all__ = ['SimulatedClassifier', 'simulate_calibration', 'TrueCalibrationErrors', 'true_calibration_errors', 'SimulationConfig',
