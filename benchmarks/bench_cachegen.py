@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import zstandard
 
-from alignnb.cachegen import (CacheGenCodec, KVCache, fp16_bytes, quantize_dequantize, absmax_baseline, small_lm_experiment)
+from alignnb.cachegen import (CacheGenCodec, KVCache, fp16_bytes, quantize_dequantize, absmax_baseline, small_lm_experiment,
+                              SmallLMExperimentConfig)
 
 
 def synthetic_cache(n_layers: int, n_tokens: int, seed: int) -> KVCache:
@@ -101,17 +102,17 @@ def main():
     for r in rows:
         print(f"{r['method']:22s} {fmt(r['chunk'], 'd'):>5s} {r['bits']:6.3f} {r['ratio_vs_8bit']:7.2f} {r['encode_MBps']:9.2f} "
               f"{r['decode_MBps']:9.2f} {fmt(r['coder_overhead_pct'], '.3f'):>8s} {fmt(r['table_share'], '.2f'):>7s}")
-    lm = small_lm_experiment(quick=args.quick)
+    lm = small_lm_experiment(SmallLMExperimentConfig.quick() if args.quick else SmallLMExperimentConfig.full())
     quality = {}
     if lm is not None:
-        quality = {n: lm["rows"][n] for n in ("CacheGen", "CacheGen L1", "CacheGen calibrated", "CacheGen calibrated, no delta",
+        quality = {n: lm.rows[n] for n in ("CacheGen", "CacheGen L1", "CacheGen calibrated", "CacheGen calibrated, no delta",
                                               "absmax 4-bit", "KIVI 2-bit", "absmax 8-bit")}
-        best = lm["rows"]["CacheGen calibrated"]
+        best = lm.rows["CacheGen calibrated"]
         summary["calibrated >= 3x smaller than 8-bit at < 1% perplexity"] = best["ratio_vs_8bit"] >= 3 and best["quality"] < 0.01
     print(f"CacheGen decode (slowest) / zstd-19 compress: {slowest_decode / zstd19:.1f}x")
     if lm is not None:
-        print(f"\nSmall LM, {lm['documents']} held-out documents: size against continuation perplexity "
-              f"(calibrated bins: keys {lm['calibration'].key_bins}, values {lm['calibration'].value_bins})")
+        print(f"\nSmall LM, {lm.documents} held-out documents: size against continuation perplexity "
+              f"(calibrated bins: keys {lm.calibration.key_bins}, values {lm.calibration.value_bins})")
         print(f"{'method':30s} {'bits':>6s} {'x 8-bit':>7s} {'ppl change %':>12s} {'KL nats':>8s}")
         for n, r in quality.items():
             print(f"{n:30s} {r['bits']:6.3f} {r['ratio_vs_8bit']:7.2f} {100 * r['quality']:12.3f} {fmt(r.get('kl'), '.5f'):>8s}")
@@ -122,7 +123,7 @@ def main():
                                                             data="synthetic" if args.quick else "all-MiniLM-L6-v2",
                                                             shape=[test.n_layers, *test.shape], bits_8bit=bits8,
                                                             rows=rows, checks=checks, summary=summary,
-                                                            small_lm=quality, calibrated_bins=None if lm is None else lm["calibration"].level_config), indent=2))
+                                                            small_lm=quality, calibrated_bins=None if lm is None else lm.calibration.level_config), indent=2))
     if not all(checks.values()): raise SystemExit("a decode did not verify")
 
 
