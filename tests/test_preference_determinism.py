@@ -5,8 +5,9 @@ _SLICE = r'''
 import copy, json, torch
 from alignnb.core import seed_everything
 from alignnb.lm import load_small_lm
-from alignnb.preference import (MajorityJudge, PreferenceModel, _agreement, _labelled_reference_pairs, fit_preference_model,
-                                online_preference_optimisation, summary_task, win_rate_table)
+from alignnb.preference import (MajorityJudge, PreferenceModel, fit_preference_model, online_preference_optimisation,
+                                summary_task, win_rate_table)
+from alignnb.preference.online import _agreement, _labelled_reference_pairs
 torch.set_num_threads(1)
 generator = seed_everything(0)
 reference, tokenizer = load_small_lm(device="cpu")

@@ -1,0 +1,16 @@
+"""Online preference optimisation (Calandriello et al., ICML 2024): IPO, DPO, SLiC and Nash-MD-PG losses, an exact
+tabular laboratory for the regularised preference game, and online IPO / IPO-MD / Nash-MD-PG on a small causal LM.
+
+Written by hand (nbdev never overwrites a package's `__init__.py`): it re-exports the public names of each module,
+so `from alignnb.preference import ipo_loss` works. The modules, one layer each:
+
+- `losses`: the offline losses, the soft-label wrapper and the Nash-MD-PG surrogate (nbs/11_preference/00_losses)
+- `games`: tabular games, exploitability, the Nash solver, tabular training and fixed points (01_games)
+- `online`: the judge, the preference model and online optimisation of a causal LM (02_online)
+- `experiments`: the tabular laboratory's runs, win-rate tables and `reproduce` (09_experiments)
+"""
+from .losses import *
+from .games import *
+from .online import *
+from .experiments import *
+from .experiments import reproduce
