@@ -14,9 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'NER_SAMPLE_SIZES', 'clean_prose', 'python_docs_corpus', 'train_valid_split',
-           'Sentence', 'entity_spans', 'ner_corpus', 'entity_texts', 'iob1_to_iob2', 'read_conll', 'conll_text',
-           'write_conll', 'data_samples_dir', 'write_ner_samples']
+__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'SEGMENT_OPEN', 'SEGMENT_CLOSE', 'NER_SAMPLE_SIZES', 'clean_prose',
+           'python_docs_corpus', 'train_valid_split', 'Sentence', 'entity_spans', 'ner_corpus', 'entity_texts',
+           'iob1_to_iob2', 'read_conll', 'conll_text', 'write_conll', 'warped_series', 'segment_task',
+           'data_samples_dir', 'write_ner_samples']
 
 # %% ../nbs/01_data.ipynb #31da0d9a
 _RULE_LINE = re.compile(r"[*=\-~^#+_.]{3,}")  # heading underlines and horizontal rules
@@ -410,6 +411,55 @@ def write_conll(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(conll_text(sentences), encoding="utf-8")
     return path
+
+# %% ../nbs/01_data.ipynb #2eedc9dd
+import math
+
+import torch
+
+from .core import seed_everything
+
+# %% ../nbs/01_data.ipynb #e1b7f674
+def warped_series(
+    n_series: int = 8,  # number of series
+    length: int = 60,  # time steps per series
+    seed: int = 0,  # the series are a function of the seed
+    noise: float = 0.03,  # standard deviation of the additive noise
+) -> torch.Tensor:  # (n_series, length, 1) float64
+    "Time-warped, jittered pairs of bumps: a toy set of series whose average needs alignment."
+    g = seed_everything(seed)
+    t = torch.linspace(0, 1, length, dtype=torch.float64)
+    series = []
+    for _ in range(n_series):
+        a = 0.6 * (torch.rand(1, generator=g, dtype=torch.float64) - 0.5)
+        warped = t + a * torch.sin(math.pi * t) / math.pi  # a monotone time warp
+        centres = (torch.tensor([0.3, 0.65], dtype=torch.float64)
+                   + 0.05 * torch.randn(2, generator=g, dtype=torch.float64))
+        bumps = torch.exp(-((warped[:, None] - centres) / 0.04) ** 2) * torch.tensor([1.0, 0.6], dtype=torch.float64)
+        series.append(bumps.sum(1) + noise * torch.randn(length, generator=g, dtype=torch.float64))
+    return torch.stack(series)[:, :, None]
+
+# %% ../nbs/01_data.ipynb #75d828bd
+SEGMENT_OPEN, SEGMENT_CLOSE = 10, 11  # the span markers; tokens 0-9 are digits
+
+
+def segment_task(
+    n: int,  # number of sequences
+    length: int = 24,  # T: tokens per sequence
+    max_span: int = 7,  # most digits between the markers (at least 2)
+    seed: int = 0,  # the data is a function of the seed
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # tokens (n, T) long, targets (n,), inside (n, T) bool
+    "Digit sequences with one span between SEGMENT_OPEN and SEGMENT_CLOSE; the target is the span's mean digit / 9."
+    T, g = length, seed_everything(seed)
+    if not 2 <= max_span <= T - 2: raise ValueError(f"max_span must be in [2, length - 2], got {max_span} for length {T}")
+    tokens = torch.randint(0, 10, (n, T), generator=g)
+    span = torch.randint(2, max_span + 1, (n,), generator=g)  # digits inside
+    start = (torch.rand(n, generator=g) * (T - span - 1)).long()  # position of OPEN; CLOSE at start + span + 1
+    pos = torch.arange(T)[None]
+    inside = (pos > start[:, None]) & (pos <= (start + span)[:, None])
+    tokens[pos == start[:, None]] = SEGMENT_OPEN
+    tokens[pos == (start + span + 1)[:, None]] = SEGMENT_CLOSE
+    return tokens, (tokens.float() / 9 * inside).sum(1) / inside.sum(1), inside
 
 # %% ../nbs/01_data.ipynb #b61bc43d
 def data_samples_dir(
