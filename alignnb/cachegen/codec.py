@@ -340,6 +340,7 @@ def quantize_dequantize(
 
 # %% ../../nbs/30_cachegen/00_codec.ipynb #57234c31
 def _chunk_symbols(codec, q: np.ndarray, C: int):  # yields (anchors, deltas) for each chunk of (T, C) symbols
+    "Anchors and deltas of each chunk of `q`, chunked exactly as `encode` chunks."
     for start in range(0, q.shape[0], codec.chunk_tokens):
         yield anchor_delta(q[start:start + codec.chunk_tokens], codec.group_size, C)
 
