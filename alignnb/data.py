@@ -451,7 +451,8 @@ def segment_task(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # tokens (n, T) long, targets (n,), inside (n, T) bool
     "Digit sequences with one span between SEGMENT_OPEN and SEGMENT_CLOSE; the target is the span's mean digit / 9."
     T, g = length, seed_everything(seed)
-    if not 2 <= max_span <= T - 2: raise ValueError(f"max_span must be in [2, length - 2], got {max_span} for length {T}")
+    if not 2 <= max_span <= T - 2:
+        raise ValueError(f"max_span must be in [2, length - 2], got {max_span} for length {T}")
     tokens = torch.randint(0, 10, (n, T), generator=g)
     span = torch.randint(2, max_span + 1, (n,), generator=g)  # digits inside
     start = (torch.rand(n, generator=g) * (T - span - 1)).long()  # position of OPEN; CLOSE at start + span + 1

@@ -155,7 +155,7 @@ def test_fuzz_dtw_finite_and_padding_invariant(B, m, n, omega, gamma, scale, ban
        seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
 def test_fuzz_compiled_sweep_equals_wavefront(B, m, n, omega, gamma, scale, band_extra, seed, dtype):
     "The Numba row sweep (CPU path) and the anti-diagonal wavefront (CUDA and second-order path) give the same values and alignments."
-    from alignnb.smoothdp import _dtw_backward_fast, _dtw_compiled, _dtw_compiled_backward, _dtw_forward_fast
+    from alignnb.smoothdp.kernels import _dtw_backward_fast, _dtw_compiled, _dtw_compiled_backward, _dtw_forward_fast
     g = torch.Generator().manual_seed(seed)
     theta = scale * torch.rand(B, m, n, generator=g, dtype=dtype)
     lx, ly = torch.randint(1, m + 1, (B,), generator=g), torch.randint(1, n + 1, (B,), generator=g)

@@ -188,10 +188,10 @@ def _batch_loss(model, batch, viterbi_loss) -> Tensor:
 
 # %% ../../nbs/20_smoothdp/09_experiments.ipynb #69271a41
 def train_tagger(
-    train, # list of `alignnb.data.Sentence`
+    train: list,  # the training `alignnb.data.Sentence`s
     loss: str,  # 'softmax', 'entropy' or 'l2'
-    config: TaggingConfig,
-):  # (model, vocabularies)
+    config: TaggingConfig,  # the model size and the training
+) -> tuple[BiLSTMTagger, tuple]:  # the model, (words, shapes, tags) vocabularies
     "Train a `BiLSTMTagger` with the per-token softmax or the Viterbi loss (8)."
     seed_everything(config.seed)
     g = torch.Generator().manual_seed(config.seed)
@@ -213,7 +213,13 @@ def train_tagger(
 
 # %% ../../nbs/20_smoothdp/09_experiments.ipynb #6d4396d9
 @torch.no_grad()
-def tag_sentences(model, vocabularies, sentences, loss: str, config: TaggingConfig):
+def tag_sentences(
+    model: BiLSTMTagger,  # a trained tagger
+    vocabularies: tuple,  # (words, shapes, tags) from `train_tagger`
+    sentences: list,  # the `alignnb.data.Sentence`s to tag
+    loss: str,  # the loss it was trained with: 'softmax', 'entropy' or 'l2'
+    config: TaggingConfig,  # its configuration (γ, suffix buckets)
+) -> tuple[list, Tensor]:  # tags per sentence, token marginals (B, T, S)
     "Predicted IOB2 tags (list of lists) and token marginals (B, T, S) (per-token softmax for 'softmax')."
     words, shapes, tags = vocabularies
     w, sh, su, _, lengths = _encode(sentences, words, shapes, tags, config)
