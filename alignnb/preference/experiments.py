@@ -143,13 +143,13 @@ class PreferenceReproConfig:
         "ipo": 1.0, "ipo_md": 1.0, "dpo": 5.0, "slic": 10.0, "nash_md_pg": 0.008, "rl": 0.05})
     beta: float = 0.125  # the paper's mixture coefficient for IPO-MD and Nash-MD-PG
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #dfe84d90
+# %% ../../nbs/11_preference/09_experiments.ipynb #28dee335
 @patch(cls_method=True)
 def quick(cls: PreferenceReproConfig) -> PreferenceReproConfig:
     "The smoke-scale run: a few steps on one seed."
     return cls()
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #c2f0398f
+# %% ../../nbs/11_preference/09_experiments.ipynb #cbf09019
 @patch(cls_method=True)
 def full(cls: PreferenceReproConfig) -> PreferenceReproConfig:
     "The longer run: 60 steps, three seeds, more evaluation samples."
@@ -160,7 +160,7 @@ PAPER_TABLE_2 = {("ipo", "ipo_md"): 0.515, ("ipo", "dpo"): 0.608, ("ipo", "nash_
                  ("ipo", "slic"): 0.608, ("ipo", "rl"): 0.791, ("ipo_md", "dpo"): 0.600,
                  ("ipo_md", "nash_md_pg"): 0.608, ("ipo_md", "slic"): 0.594, ("ipo_md", "rl"): 0.778}
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #7e167264
+# %% ../../nbs/11_preference/09_experiments.ipynb #9ab12fef
 @dataclass
 class TokenLevelRun:
     "One seed of the token-level experiment."
@@ -169,7 +169,7 @@ class TokenLevelRun:
     agreement_bradley_terry: float  # the same for its Bradley-Terry restriction, the RL baseline's reward
     logs: dict  # method -> the per-step log of `online_preference_optimisation`
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #3c403986
+# %% ../../nbs/11_preference/09_experiments.ipynb #607ff376
 def _fit_preference_models(reference, tokenizer, train_prompts, eval_prompts, judge, config, generator) -> tuple:
     pairs = _labelled_reference_pairs(reference, tokenizer, train_prompts, judge, config.preference_pairs,
                                       config.max_new_tokens, generator)
@@ -180,7 +180,7 @@ def _fit_preference_models(reference, tokenizer, train_prompts, eval_prompts, ju
         fit_preference_model(models[name], *pairs)
     return models, {name: _agreement(m, judge, *held_out[:3]) for name, m in models.items()}
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #f7c3710c
+# %% ../../nbs/11_preference/09_experiments.ipynb #6b00524e
 def _train_policies(reference, tokenizer, train_prompts, models, config, seed) -> tuple[dict, dict]:
     policies, logs = {"sft": reference}, {}
     for method in LM_METHODS:
@@ -211,7 +211,7 @@ def _token_level_run(config, seed, model_path) -> TokenLevelRun:
     table = win_rate_table(policies, tokenizer, eval_prompts, judge, config.eval_samples, config.max_new_tokens, seed)
     return TokenLevelRun(table, agreement["pairwise"], agreement["bradley_terry"], logs)
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #e8cea542
+# %% ../../nbs/11_preference/09_experiments.ipynb #44843cb4
 @dataclass
 class TabularClaims:
     "Exploitability curves of the exact runs on the cyclic laboratory game that carry the verdict."
@@ -219,13 +219,13 @@ class TabularClaims:
     nash_md: list  # the same for Nash-MD
     online_dpo: list  # the same for online DPO
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #b0350f75
+# %% ../../nbs/11_preference/09_experiments.ipynb #56fe969c
 @patch
 def curves(self: TabularClaims) -> dict[str, list]:
     "The curves under their display labels."
     return {"online IPO": self.online_ipo, "Nash-MD": self.nash_md, "online DPO": self.online_dpo}
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #56fe969c
+# %% ../../nbs/11_preference/09_experiments.ipynb #7fd9f159
 def _tabular_claims(lab: TabularLabConfig) -> TabularClaims:
     "Exact-gradient runs on the cyclic laboratory game: exploitability after `lab.steps`."
     game = laboratory_game()
@@ -233,12 +233,12 @@ def _tabular_claims(lab: TabularLabConfig) -> TabularClaims:
         return train_tabular(game.P_cyc, game.pi_ref, lab.tau, method, lab.steps, lab.lr[method]).exploitability
     return TabularClaims(online_ipo=curve("ipo"), nash_md=curve("nash_md"), online_dpo=curve("dpo"))
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #7fd9f159
+# %% ../../nbs/11_preference/09_experiments.ipynb #bb231a91
 def _tabular_verdict(claims: TabularClaims) -> bool:
     "Online IPO and Nash-MD reach the equilibrium (to their tolerances); online DPO does not."
     return claims.online_ipo[-1] < 1e-8 and claims.nash_md[-1] < 1e-3 and claims.online_dpo[-1] > 1e-3
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #bb231a91
+# %% ../../nbs/11_preference/09_experiments.ipynb #e846768d
 def _plot_win_rates(fig, ax, table: pd.DataFrame):
     image = ax.imshow(table.values, cmap="RdBu", vmin=0.3, vmax=0.7)
     ax.set(xticks=range(len(table)), yticks=range(len(table)), yticklabels=table.index,
@@ -264,7 +264,7 @@ def _plot_results(table: pd.DataFrame, claims: TabularClaims, out) -> list[str]:
         plt.close(fig)
     return [path]
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #2c9038b2
+# %% ../../nbs/11_preference/09_experiments.ipynb #3198de79
 def _ours(win_rates: pd.DataFrame, agreement: dict, claims: TabularClaims, config: PreferenceReproConfig) -> dict:
     ours = {f"{a} vs {b}": float(win_rates.loc[a, b]) for a, b in PAPER_TABLE_2}
     ours |= {f"{m} vs sft": float(win_rates.loc[m, "sft"]) for m in LM_METHODS}
@@ -272,7 +272,7 @@ def _ours(win_rates: pd.DataFrame, agreement: dict, claims: TabularClaims, confi
     ours |= {f"exploitability {k}": curve[-1] for k, curve in claims.curves().items()}
     return ours | {"steps": config.steps, "seeds": len(config.seeds)}
 
-# %% ../../nbs/11_preference/09_experiments.ipynb #3198de79
+# %% ../../nbs/11_preference/09_experiments.ipynb #e7010452
 _CLAIM = ("Online IPO and Nash-MD reach the Nash equilibrium of the regularised preference game (online DPO does not); "
           "online IPO / IPO-MD win against DPO, SLiC, Nash-MD-PG and RL (Table 2).")
 _PAPER = ("T5-L on XSum, PaLM 2 judge: IPO vs IPO-MD 0.515, vs DPO 0.608, vs Nash-MD-PG 0.621, vs SLiC 0.608, "

@@ -184,17 +184,17 @@ def _agreement(model, judge, prompts, a, b) -> float:
     keep = truth.abs() > 1e-9
     return float(((truth > 0) == (guess > 0))[keep].double().mean())
 
-# %% ../../nbs/11_preference/02_online.ipynb #04f751d0
+# %% ../../nbs/11_preference/02_online.ipynb #8559fdd6
 LM_METHODS = ("ipo", "ipo_md", "dpo", "slic", "nash_md_pg", "rl")
 
-# %% ../../nbs/11_preference/02_online.ipynb #740ccbe8
+# %% ../../nbs/11_preference/02_online.ipynb #95bdadd0
 def _sample(policy, reference, tokenizer, prompts, beta, max_new_tokens, generator, mixture: bool):
     from alignnb.lm import GeometricMixture, generate
     processor = GeometricMixture(reference, beta, tokenizer.pad_token_id) if mixture and beta > 0 else None
     return generate(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=1.0,
                     logits_processor=processor, generator=generator)
 
-# %% ../../nbs/11_preference/02_online.ipynb #f4ad2f8a
+# %% ../../nbs/11_preference/02_online.ipynb #30eddfe0
 def _logps(model, generation, grad: bool) -> Tensor:  # (B,) sequence log-probabilities of the completions
     from alignnb.lm import sequence_logprobs
     with torch.set_grad_enabled(grad):
@@ -202,7 +202,7 @@ def _logps(model, generation, grad: bool) -> Tensor:  # (B,) sequence log-probab
                                  reduce="sum")
         return logp.double()
 
-# %% ../../nbs/11_preference/02_online.ipynb #616545ee
+# %% ../../nbs/11_preference/02_online.ipynb #f7d81680
 def _policy_gradient_loss(method, policy, reference, tokenizer, prompts, preference, tau, beta, max_new_tokens,
                           generator) -> tuple[Tensor, dict]:
     first = _sample(policy, reference, tokenizer, prompts, beta, max_new_tokens, generator, mixture=False)
@@ -216,7 +216,7 @@ def _policy_gradient_loss(method, policy, reference, tokenizer, prompts, prefere
     p = preference(prompts, first.texts, opponent.texts)
     return nash_md_pg_loss(logp, ref_logp, p, tau), {"p(y > y')": float(p.mean()), "kl": kl}
 
-# %% ../../nbs/11_preference/02_online.ipynb #ed2386ae
+# %% ../../nbs/11_preference/02_online.ipynb #e1e920b9
 def _contrastive_loss(method, policy, reference, tokenizer, prompts, preference, tau, beta, max_new_tokens,
                       generator) -> tuple[Tensor, dict]:
     pair = _sample(policy, reference, tokenizer, prompts + prompts, beta, max_new_tokens, generator,
@@ -240,14 +240,14 @@ def preference_step_loss(
     step_loss = _policy_gradient_loss if method in ("nash_md_pg", "rl") else _contrastive_loss
     return step_loss(method, policy, reference, tokenizer, prompts, preference, tau, beta, max_new_tokens, generator)
 
-# %% ../../nbs/11_preference/02_online.ipynb #42659ca8
+# %% ../../nbs/11_preference/02_online.ipynb #977939b9
 def _check_online_arguments(method: str, tau: float, beta: float, prompts: list[str]):
     if method not in LM_METHODS: raise ValueError(f"method must be one of {LM_METHODS}, got {method!r}")
     _check_positive("tau", tau)
     _check_unit("beta", beta)
     if not prompts: raise ValueError("prompts must not be empty")
 
-# %% ../../nbs/11_preference/02_online.ipynb #977939b9
+# %% ../../nbs/11_preference/02_online.ipynb #8a5a1a3f
 def _online_step(method, policy, ref_policy, tokenizer, batch, preference, tau, beta, max_new_tokens, generator,
                  optimizer) -> dict:  # the loss and the method's diagnostics
     policy.eval()  # no dropout while sampling and scoring
