@@ -92,7 +92,7 @@ def run_tabular_lab(
 def plot_exploitability(
     runs: dict[str, TabularRun],  # label -> run, e.g. `run_tabular_lab(...).labelled()`
     ax=None,  # matplotlib axes; a new figure if None
-    title: str = "",
+    title: str = "",  # the axes' title
 ):
     "Exploitability (8) against iterations, log scale, one line per method."
     import matplotlib.pyplot as plt
@@ -107,12 +107,12 @@ def plot_exploitability(
 # %% ../../nbs/11_preference/09_experiments.ipynb #cd78ceeb
 def win_rate_table(
     policies: dict,  # name -> causal LM
-    tokenizer,
+    tokenizer,  # their (shared) tokenizer
     prompts: list[str],  # held-out prompts
     judge: Callable,  # ground truth (prompts, completions_a, completions_b) -> (B,) probabilities
     samples: int = 4,  # completions per prompt and policy
-    max_new_tokens: int = 16,
-    seed: int = 0,
+    max_new_tokens: int = 16,  # completion length limit
+    seed: int = 0,  # seeds the sampling, the same for every policy
 ) -> pd.DataFrame:  # rows beat columns
     "Win rate of each row policy over each column policy under the ground-truth judge."
     from alignnb.lm import generate
