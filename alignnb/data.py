@@ -53,7 +53,8 @@ def _stdlib_files() -> list[Path]:
     files = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).parts
-        if any(p in _SKIPPED_PARTS or p.startswith("test") for p in parts[:-1]) or parts[-1].startswith("test_"): continue
+        in_tests = any(p in _SKIPPED_PARTS or p.startswith("test") for p in parts[:-1])
+        if in_tests or parts[-1].startswith("test_"): continue
         files.append(path)
     return files
 
@@ -131,10 +132,12 @@ def entity_spans(
         _check_tag(tag, f"tag {i}")
         kind, _, label = tag.partition("-")
         if current and not (kind == "I" and label == current[0]):
-            spans.append((current[0], current[1], i)); current = None
+            spans.append((current[0], current[1], i))
+            current = None
         if kind == "B" or (kind == "I" and current is None): current = (label, i)
     return spans
 
+# %% ../nbs/01_data.ipynb #e42e6919
 from fastcore.basics import patch
 
 @patch(as_prop=True)
@@ -142,8 +145,9 @@ def entities(self: Sentence) -> list[tuple[str, int, int]]:
     "The sentence's entities as `(type, start, end)` spans."
     return entity_spans(self.tags)
 
-# %% ../nbs/01_data.ipynb #6840427c
-_GAZETTEERS = {
+# %% ../nbs/01_data.ipynb #869b9428
+# people: given names, surnames, and words that are names and places alike
+_NAME_WORDS = {
     "first": "James Maria Wei Aisha Pierre Olga Kenji Fatima Carlos Ingrid Tomasz Amara Lucas Sofia Raj Elena Mohammed "
              "Hannah Diego Yuki Kwame Anna Mateo Leila Viktor Chloe Samuel Priya Jonas Zainab Oliver Mei Hugo Nadia "
              "Felix Aylin Dmitri Grace Rafael Ines Tariq Emma Luca Sana Arjun Freya Omar Clara Ivan Chiara Kofi Lena "
@@ -159,6 +163,11 @@ _GAZETTEERS = {
     "ambiguous": "Washington Jackson Lincoln Houston Chester Hamilton Lancaster Wellington Denver Preston Carlisle "
                  "Sydney Florence Austin Jordan Georgia Victoria Chelsea Orlando Paris Adelaide Regina Kingston "
                  "Dallas Milan Lorraine Bristol Sofia",
+}
+
+# %% ../nbs/01_data.ipynb #b1c7495e
+# places: cities, countries, geographic features
+_PLACE_WORDS = {
     "city": "Lagos Oslo Nairobi Lima Osaka Hamburg Porto Krakow Brisbane Montreal Seoul Cairo Bogota Hanoi Marseille "
             "Bergen Accra Tbilisi Valencia Ghent Dublin Leeds Quito Dakar Cusco Turin Lyon Kyoto Perth Calgary Mumbai "
             "Chennai Santiago Helsinki Tallinn Riga Vilnius Zagreb Minsk Baku Almaty Manila Jakarta Medan Kampala "
@@ -173,15 +182,20 @@ _GAZETTEERS = {
                "Saudi_Arabia South_Korea Ivory_Coast",
     "feature": "Danube Nile Rhine Mekong Yukon Volga Thames Zambezi Alps Andes Sahara Himalayas Pyrenees Baltic_Sea "
                "Lake_Victoria Mount_Kenya Black_Forest Gulf_of_Mexico Red_Sea North_Sea Lake_Geneva Rocky_Mountains",
+}
+
+# %% ../nbs/01_data.ipynb #d7b094f3
+# organisations, nationalities, events, prizes, products
+_OTHER_WORDS = {
     "stem": "Northwind Bluewater Ironclad Silverline Redwood Summit Horizon Pinnacle Crescent Evergreen Granite Atlas "
             "Orion Vertex Meridian Harbor Falcon Sterling Keystone Beacon Cobalt Zenith Apex Lumen Nova Quantum Sable "
             "Titan Vantage Willow Aspen Boreal Cedar Ember Frontier Halcyon Juniper Kestrel Lyric Monarch Nimbus "
             "Onyx Polaris Ridgeway Solstice Trident Vesper Alder Bramble Corvus",
-    "nationality": "French Brazilian Kenyan Japanese Norwegian Peruvian Ghanaian Canadian Polish Egyptian Indian Chilean "
-                   "Vietnamese Nigerian Swedish Turkish Mexican Greek Irish Portuguese Argentine Indonesian Moroccan "
-                   "Finnish Austrian Belgian Colombian Ethiopian Thai Ukrainian Hungarian Danish Senegalese Malaysian "
-                   "Ugandan Icelandic Croatian Estonian American British Australian German Italian Spanish Chinese "
-                   "Russian Dutch Swiss South_African",
+    "nationality": "French Brazilian Kenyan Japanese Norwegian Peruvian Ghanaian Canadian Polish Egyptian Indian "
+                   "Chilean Vietnamese Nigerian Swedish Turkish Mexican Greek Irish Portuguese Argentine Indonesian "
+                   "Moroccan Finnish Austrian Belgian Colombian Ethiopian Thai Ukrainian Hungarian Danish "
+                   "Senegalese Malaysian Ugandan Icelandic Croatian Estonian American British Australian German "
+                   "Italian Spanish Chinese Russian Dutch Swiss South_African",
     "event": "World_Cup Olympic_Games Tour_de_France Champions_League Cannes_Film_Festival Super_Bowl "
              "Eurovision_Song_Contest Asian_Games Commonwealth_Games Davis_Cup Africa_Cup_of_Nations Giro_d'Italia "
              "Ryder_Cup Copa_America Six_Nations Winter_Olympics Pan_American_Games Vuelta_a_Espana",
@@ -193,7 +207,10 @@ _GAZETTEERS = {
     "suffix": "Corp Inc. Ltd Group AG SA PLC",
     "club": "United Rovers City Athletic Wanderers Albion Olympic Dynamo",
 }
-_GAZETTEERS = {k: [w.replace("_", " ") for w in v.split()] for k, v in _GAZETTEERS.items()}
+
+# %% ../nbs/01_data.ipynb #9f7682f2
+_GAZETTEERS = {k: [w.replace("_", " ") for w in v.split()] for k, v in
+               {**_NAME_WORDS, **_PLACE_WORDS, **_OTHER_WORDS}.items()}
 
 # %% ../nbs/01_data.ipynb #00de340c
 _SHARED_POOLS = {"sector", "suffix", "club"}
@@ -213,13 +230,15 @@ def _surname(rng, pools): return _pick(rng, pools, "ambiguous" if rng.random() <
 def _city(rng, pools): return _pick(rng, pools, "ambiguous" if rng.random() < 0.15 else "city")
 
 def _person(rng, pools):
-    first, last = _pick(rng, pools, "first", *(["ambiguous"] if rng.random() < 0.1 else [])), _surname(rng, pools)
+    first = _pick(rng, pools, "first", *(["ambiguous"] if rng.random() < 0.1 else []))
+    last = _surname(rng, pools)
     return f"{first} {rng.choice('ABCDEFGHJKLMNPRSTW')}. {last}" if rng.random() < 0.1 else f"{first} {last}"
 
 def _company(rng, pools):
     stem, sector = _pick(rng, pools, "stem"), _pick(rng, pools, "sector")
-    return rng.choice([f"{stem} {sector}", f"{stem} {sector} {_pick(rng, pools, 'suffix')}", f"{stem} {_pick(rng, pools, 'suffix')}",
-                       f"{_surname(rng, pools)} {sector}", f"{_pick(rng, pools, 'last')} & {_pick(rng, pools, 'last')}"])
+    return rng.choice([f"{stem} {sector}", f"{stem} {sector} {_pick(rng, pools, 'suffix')}",
+                       f"{stem} {_pick(rng, pools, 'suffix')}", f"{_surname(rng, pools)} {sector}",
+                       f"{_pick(rng, pools, 'last')} & {_pick(rng, pools, 'last')}"])
 
 def _organisation(rng, pools):
     return rng.choice([_company(rng, pools), _company(rng, pools), f"Bank of {_city(rng, pools)}",
@@ -242,7 +261,8 @@ _ENTITY_SLOTS = {  # slot -> (entity type, maker)
 # %% ../nbs/01_data.ipynb #444612f0
 _FILLERS = {
     "day": lambda r: r.choice("Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()),
-    "month": lambda r: r.choice("January February March April May June July August September October November December".split()),
+    "month": lambda r: r.choice(
+        "January February March April May June July August September October November December".split()),
     "num": lambda r: str(r.choice([r.randint(2, 20), r.randint(20, 999)])),
     "pct": lambda r: f"{r.randint(0, 12)}.{r.randint(0, 9)}",
     "score": lambda r: f"{r.randint(0, 5)}-{r.randint(0, 5)}",
@@ -252,9 +272,8 @@ _FILLERS = {
     "topic": lambda r: r.choice(["climate", "trade", "energy", "security", "migration", "health", "water", "debt"]),
 }
 
-# %% ../nbs/01_data.ipynb #df46d433
-_TEMPLATES = {
-    "news": """{PER} , the {NAT} foreign minister , arrived in {CITY} on {day} for talks with {PER} .
+# %% ../nbs/01_data.ipynb #7b9ee014
+_NEWS_TEMPLATES = """{PER} , the {NAT} foreign minister , arrived in {CITY} on {day} for talks with {PER} .
 Mr. {SURNAME} {said} in {CITY} that the {ORG} plan would be delayed until {month} .
 Police in {CITY} said {num} people were injured when a bus overturned near the {PLACE} .
 The {ORG} said on {day} it would send {num} observers to {COUNTRY} ahead of the {month} election .
@@ -275,8 +294,10 @@ Talks between {ORG} and {ORG} resumed in {CITY} after a {num} - day break .
 In {CITY} , {SURNAME} urged voters to reject the {topic} proposal .
 The report , published by {ORG} on {day} , names {PER} as the main suspect .
 Rescue teams reached villages in the {PLACE} region of {COUNTRY} on {day} .
-{PER} told {NAT} television that {COUNTRY} would not attend the summit in {CITY} .""",
-    "sports": """{CLUB} beat {CLUB} {score} in {CITY} on {day} .
+{PER} told {NAT} television that {COUNTRY} would not attend the summit in {CITY} ."""
+
+# %% ../nbs/01_data.ipynb #1c799e03
+_SPORTS_TEMPLATES = """{CLUB} beat {CLUB} {score} in {CITY} on {day} .
 {PER} scored twice as {CLUB} won {score} at home to {CLUB} .
 {NAT} striker {PER} joined {CLUB} from {CLUB} for {num} million euros .
 {PER} ( {COUNTRY} ) won the {num} metres at the {EVENT} in {CITY} .
@@ -288,8 +309,10 @@ Defending champion {PER} withdrew from the {EVENT} with a knee injury .
 {CLUB} are top of the table with {num} points after {num} games .
 {PER} crossed the line ahead of {PER} to win stage {num} of the {EVENT} .
 The {ORG} fined {CLUB} after crowd trouble in {CITY} .
-{PER} ( {COUNTRY} ) beat {PER} ( {COUNTRY} ) {score} {score} in {CITY} .""",
-    "finance": """Shares in {COMPANY} rose {pct} percent in {CITY} after the company reported higher profits .
+{PER} ( {COUNTRY} ) beat {PER} ( {COUNTRY} ) {score} {score} in {CITY} ."""
+
+# %% ../nbs/01_data.ipynb #4172a33f
+_FINANCE_TEMPLATES = """Shares in {COMPANY} rose {pct} percent in {CITY} after the company reported higher profits .
 {COMPANY} agreed to buy {COMPANY} for {num} million dollars , the companies said on {day} .
 {COMPANY} chief financial officer {PER} said sales in {COUNTRY} fell in the {quarter} quarter .
 The central bank of {COUNTRY} raised interest rates by {num} basis points on {day} .
@@ -300,8 +323,10 @@ The {NAT} regulator opened an inquiry into {COMPANY} 's accounts in {month} .
 {PER} , an economist at {COMPANY} in {CITY} , said the figures were weaker than expected .
 Trading in {CITY} was suspended after {COMPANY} shares fell {pct} percent .
 {COMPANY} opened a factory near {CITY} , creating {num} jobs in {COUNTRY} .
-Sales of the {PRODUCT} exceeded {num} units in {month} , {COMPANY} said .""",
-}
+Sales of the {PRODUCT} exceeded {num} units in {month} , {COMPANY} said ."""
+
+# %% ../nbs/01_data.ipynb #fa08057a
+_TEMPLATES = {"news": _NEWS_TEMPLATES, "sports": _SPORTS_TEMPLATES, "finance": _FINANCE_TEMPLATES}
 _TEMPLATES = {domain: text.splitlines() for domain, text in _TEMPLATES.items()}
 NER_DOMAINS = tuple(_TEMPLATES)  # the domains `ner_corpus` knows
 NER_SPLITS = ("train", "test")  # the splits `ner_corpus` knows
@@ -314,10 +339,12 @@ def _fill(template: str, rng: random.Random, pools: dict) -> tuple[list[str], li
         if slot in _ENTITY_SLOTS:
             kind, make = _ENTITY_SLOTS[slot]
             words = make(rng, pools).split()
-            tokens += words; tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1)
+            tokens += words
+            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1)
         else:
             words = _FILLERS[slot](rng).split() if slot else [word]
-            tokens += words; tags += ["O"] * len(words)
+            tokens += words
+            tags += ["O"] * len(words)
     return tokens, tags
 
 def _add_noise(tokens: list[str], tags: list[str], rng: random.Random, noise: float) -> list[str]:
@@ -330,6 +357,14 @@ def _add_noise(tokens: list[str], tags: list[str], rng: random.Random, noise: fl
             tokens[i] = token[:j] + token[j + 1] + token[j] + token[j + 2:]  # swap two letters
     return [t.upper() for t in tokens] if rng.random() < noise else tokens
 
+# %% ../nbs/01_data.ipynb #1454f7db
+def _check_ner_arguments(n_sentences, domain: str, split: str, noise: float) -> None:
+    if domain not in _TEMPLATES: raise ValueError(f"unknown domain {domain!r}; known domains: {list(NER_DOMAINS)}")
+    if split not in NER_SPLITS: raise ValueError(f"unknown split {split!r}; known splits: {list(NER_SPLITS)}")
+    if not isinstance(n_sentences, int) or n_sentences < 0:
+        raise ValueError(f"n_sentences must be an int >= 0, got {n_sentences!r}")
+    if not 0 <= noise <= 1: raise ValueError(f"noise must lie in [0, 1], got {noise}")
+
 # %% ../nbs/01_data.ipynb #e1752fc2
 def ner_corpus(
     n_sentences: int,  # number of sentences
@@ -339,10 +374,7 @@ def ner_corpus(
     noise: float = 0.03,  # probability of each noise event (lower-cased entity, headline case; typos at half this)
 ) -> list[Sentence]:  # tagged sentences, IOB2 with types PER, LOC, ORG, MISC
     "A synthetic English NER corpus from templates and gazetteers, deterministic in `seed`."
-    if domain not in _TEMPLATES: raise ValueError(f"unknown domain {domain!r}; known domains: {list(NER_DOMAINS)}")
-    if split not in NER_SPLITS: raise ValueError(f"unknown split {split!r}; known splits: {list(NER_SPLITS)}")
-    if not isinstance(n_sentences, int) or n_sentences < 0: raise ValueError(f"n_sentences must be an int >= 0, got {n_sentences!r}")
-    if not 0 <= noise <= 1: raise ValueError(f"noise must lie in [0, 1], got {noise}")
+    _check_ner_arguments(n_sentences, domain, split, noise)
     rng, pools = random.Random(f"ner-{seed}-{domain}-{split}"), _gazetteers(split)
     noise_rng = random.Random(f"ner-noise-{seed}-{domain}-{split}")  # separate, so `noise` never changes the content
     sentences = []
@@ -373,26 +405,37 @@ def iob1_to_iob2(
 # %% ../nbs/01_data.ipynb #f16511d3
 def _conll_lines(path_or_text: str | Path) -> list[str]:
     if isinstance(path_or_text, Path): return path_or_text.read_text(encoding="utf-8").splitlines()
-    if not isinstance(path_or_text, str): raise TypeError(f"path_or_text must be a str or Path, got {type(path_or_text).__name__}")
+    if not isinstance(path_or_text, str):
+        raise TypeError(f"path_or_text must be a str or Path, got {type(path_or_text).__name__}")
     if "\n" not in path_or_text and path_or_text.strip() and Path(path_or_text).is_file():
         return Path(path_or_text).read_text(encoding="utf-8").splitlines()
     return path_or_text.splitlines()
 
+# %% ../nbs/01_data.ipynb #c690b18d
+def _conll_blocks(lines: list[str]):
+    "Yield each sentence as a list of (token, tag); blank lines and `-DOCSTART-` lines end a sentence."
+    block = []
+    for number, line in enumerate(lines, start=1):
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if block: yield block
+            block = []
+            continue
+        if len(columns) < 2:
+            raise ValueError(f"line {number}: expected a token and a tag separated by whitespace, got {line!r}")
+        _check_tag(columns[-1], f"line {number}")
+        block.append((columns[0], columns[-1]))
+    if block: yield block
+
+# %% ../nbs/01_data.ipynb #ee3831f0
 def read_conll(
     path_or_text: str | Path,  # a CoNLL file (a `Path`, or a one-line string naming an existing file) or its text
 ) -> list[Sentence]:  # the sentences, tags converted to IOB2
     "Read CoNLL-2003-style data: token in the first column, NER tag in the last; IOB1 or IOB2."
-    sentences, tokens, tags = [], [], []
-    def close():
-        if tokens: sentences.append(Sentence(list(tokens), iob1_to_iob2(tags))); tokens.clear(); tags.clear()
-    for number, line in enumerate(_conll_lines(path_or_text), start=1):
-        columns = line.split()
-        if not columns: close(); continue
-        if columns[0] == "-DOCSTART-": close(); continue
-        if len(columns) < 2: raise ValueError(f"line {number}: expected a token and a tag separated by whitespace, got {line!r}")
-        _check_tag(columns[-1], f"line {number}")
-        tokens.append(columns[0]); tags.append(columns[-1])
-    close()
+    sentences = []
+    for block in _conll_blocks(_conll_lines(path_or_text)):
+        tokens, tags = zip(*block)
+        sentences.append(Sentence(list(tokens), iob1_to_iob2(list(tags))))
     return sentences
 
 # %% ../nbs/01_data.ipynb #71ad3a49
@@ -402,6 +445,7 @@ def conll_text(sentences: list[Sentence]) -> str:
         if not isinstance(s, Sentence): raise TypeError(f"sentences[{i}] must be a Sentence, got {type(s).__name__}")
     return "".join("".join(f"{t} {g}\n" for t, g in zip(s.tokens, s.tags)) + "\n" for s in sentences)
 
+# %% ../nbs/01_data.ipynb #a4af8ee5
 def write_conll(
     sentences: list[Sentence],  # the sentences to write
     path: str | Path,  # the file to write; parent folders are created
@@ -480,5 +524,6 @@ def write_ner_samples(
     seed: int = 0,  # corpus seed
 ) -> list[Path]:  # the files written, `<domain>_<split>.conll`
     "Write the NER sample corpora (every domain and split) as CoNLL files."
-    return [write_conll(ner_corpus(n, seed=seed, domain=domain, split=split), data_samples_dir(out) / "ner" / f"{domain}_{split}.conll")
+    folder = data_samples_dir(out) / "ner"
+    return [write_conll(ner_corpus(n, seed=seed, domain=domain, split=split), folder / f"{domain}_{split}.conll")
             for domain in NER_DOMAINS for split, n in NER_SAMPLE_SIZES.items()]
