@@ -144,7 +144,17 @@ def test_score_difference_is_unbiased_on_simulation():
     imp = calibration_improvement(s.probs, softmax(s.logits / T), s.labels, n_bootstrap=200)
     assert abs(imp.estimate - (tr.brier - trT.brier)) < 4 * imp.std_error
     assert imp.ci_low < tr.brier - trT.brier < imp.ci_high
-    assert root_brier_upper_bound(s.probs, s.labels) > tr.ce2
+
+
+def test_root_brier_score_is_the_decomposed_bound():
+    """(2) and (5): the squared RBS estimates CE_2^2 plus the refinement, to within its standard error, so the RBS
+    exceeds CE_2 by what the refinement sets (checked where it is small, so a wrong Brier score would show)."""
+    tr = true_calibration_errors(6, 0.2, n_samples=400_000, logit_scale=20.0)  # sharp and underconfident
+    s = simulate_calibration(200_000, 6, 0.2, seed=22, logit_scale=20.0)
+    per = brier_score(s.probs, s.labels).per_sample
+    se = per.std(ddof=1) / np.sqrt(len(per))
+    assert abs(root_brier_upper_bound(s.probs, s.labels) ** 2 - (tr.brier + tr.refinement)) < 4 * se
+    assert 0 < tr.refinement < tr.brier  # tight here: the RBS is below sqrt(2) CE_2
 
 
 def test_dawid_sebastiani_is_proper():

@@ -12,8 +12,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 
-from ..core import Result, plot_style, progress, save_figure, timed
+from ..core import Claim, Result, normal_interval, plot_style, progress, save_figure, timed
 from .scores import (
     _mass_bins, binned_calibration_error, brier_score, calibration_improvement, dawid_sebastiani_score,
     kde_calibration_error, log_score, root_brier_upper_bound, softmax)
@@ -23,9 +24,10 @@ from alignnb.calibration.recalibration import (
 
 # %% auto #0
 __all__ = ['SimulatedClassifier', 'simulate_calibration', 'TrueCalibrationErrors', 'true_calibration_errors', 'SimulationConfig',
-           'Estimators', 'SimulationArm', 'SimulationStudy', 'simulation_study', 'DigitsConfig', 'DigitsRow',
-           'DigitsStudy', 'digits_study', 'RegressionConfig', 'RegressionStudy', 'variance_regression_study',
-           'ReproductionConfig', 'CalibrationStudies', 'reproduce']
+           'Estimators', 'SimulationArm', 'SharpBoundArm', 'SimulationStudy', 'simulation_study', 'DigitsConfig',
+           'DigitsRow', 'DigitsStudy', 'digits_study', 'RegressionConfig', 'RegressionStudy',
+           'variance_regression_study', 'ReproductionConfig', 'CalibrationStudies', 'ece_bias_claims',
+           'rbs_bound_claim', 'improvement_claims', 'real_data_claims', 'reproduce']
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #e89069ec
 @dataclass
@@ -63,6 +65,7 @@ class TrueCalibrationErrors:
     log: float  # E KL(Q || P), the log-score calibration error
     top_l1: float  # top-label L1 error (the quantity the ECE estimates)
     top_l2: float  # top-label L2 error
+    refinement: float  # E G(Q) = E (1 - ||Q||^2) (4); by (2) the population RBS is sqrt(brier + refinement)
     mc_se_brier: float  # Monte Carlo standard error of `brier`
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #b1bb6057
@@ -87,42 +90,55 @@ def true_calibration_errors(
     w = cnt / cnt.sum()
     return TrueCalibrationErrors(brier=float(d2.mean()), ce2=float(math.sqrt(d2.mean())), log=float(kl.mean()),
                                  top_l1=float((w * np.abs(gap)).sum()), top_l2=float(math.sqrt((w * gap**2).sum())),
+                                 refinement=float((1 - (Q * Q).sum(1)).mean()),
                                  mc_se_brier=float(d2.std() / math.sqrt(len(d2))))
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #22637a84
 @dataclass
 class SimulationConfig:
-    "The simulation study: test sizes, repetitions and the sizes of the samples that give the truth."
+    "The simulation study: test sizes, test points per size and the sizes of the samples that give the truth."
     sizes: tuple[int, ...]  # test-set sizes n; log-spaced, because the ECE's bias shrinks like n^(-1/2)
-    repetitions: int  # test sets per size; the bias tests divide by the standard error over these
+    points_per_size: int  # test points at each size, split into test sets of n: the mean is equally precise at each n
+    min_repetitions: int  # at least this many test sets per size, so the largest sizes still show a spread
     n_truth: int  # label-free sample for the true errors; its Monte Carlo error must be far below the biases
     n_classes: int = 10  # C; many classes make the ECE's small-n bias large, the regime the paper warns about
     validation_size: int = 5000  # points to fit the temperature on, so T is close to the true 1/m-inverse
-    seed: int = 0  # base seed of the test sets (size i, repetition r uses seed + 1000 i + r)
+    seed: int = 0  # base seed of the test sets, see `_test_seed`
     miscalibrations: tuple[float, ...] = (1.0, 1.5, 2.5)  # m: calibrated, mediocre, bad, as in the paper
+    sharp_logit_scale: float = 30.0  # sigma of the sharp arm: 96% accurate, refinement small, so (5) is tight
+    sharp_miscalibration: float = 0.1  # m of the sharp arm: underconfident, as label smoothing leaves a network
 
     @classmethod
     def quick(cls):
-        "Five sizes, 30 repetitions: about 15 s on 2 cores, enough to show every effect."
-        return cls(sizes=(100, 300, 1000, 3000, 10000), repetitions=30, n_truth=300_000)
+        "Five sizes, 30 000 test points per size: enough to show every effect, too few to decide the small biases."
+        return cls(sizes=(100, 300, 1000, 3000, 10000), points_per_size=30_000, min_repetitions=30, n_truth=300_000)
 
     @classmethod
     def full(cls):
-        "Ten sizes from 100 to 10 000 and 200 repetitions, as a paper-sized figure."
-        return cls(sizes=tuple(int(n) for n in np.unique(np.logspace(2, 4, 10).astype(int))), repetitions=200,
-                   n_truth=2_000_000)
+        "Nine sizes from 100 to 10 000 (1000 among them), a million test points per size, a 2M-point truth."
+        return cls(sizes=tuple(int(n) for n in np.logspace(2, 4, 9).round()), points_per_size=1_000_000,
+                   min_repetitions=200, n_truth=2_000_000)
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #d58697b3
+@patch
+def repetitions(
+    self: SimulationConfig,
+    n: int,  # the test-set size
+) -> int:  # test sets of that size
+    "Test sets drawn at size n: `points_per_size / n` rounded up, at least `min_repetitions`."
+    return max(self.min_repetitions, -(-self.points_per_size // n))
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #d7552899
 @dataclass
 class Estimators:
-    "One entry per estimator: a true value (float) or the estimates over (sizes, repetitions)."
-    ece: float | np.ndarray  # 15-bin top-label L1 ECE (8)
-    ece_debiased_l2: float | np.ndarray  # Kumar et al.'s debiased L2 estimator (9)
-    kde: float | np.ndarray  # the kernel estimator (10)
-    rbs: float | np.ndarray  # the root Brier score (5); its truth is CE_2
-    d_brier: float | np.ndarray  # Brier score difference (6) of temperature scaling
-    d_log: float | np.ndarray  # log score difference (6) of temperature scaling
-    d_ece: float | np.ndarray  # ECE difference of temperature scaling
+    "One entry per estimator: a true value (float), or per test size the (repetitions(n),) estimates."
+    ece: float | list[np.ndarray]  # 15-bin top-label L1 ECE (8)
+    ece_debiased_l2: float | list[np.ndarray]  # Kumar et al.'s debiased L2 estimator (9)
+    kde: float | list[np.ndarray]  # the kernel estimator (10)
+    rbs: float | list[np.ndarray]  # the root Brier score (5); its truth is CE_2
+    d_brier: float | list[np.ndarray]  # Brier score difference (6) of temperature scaling
+    d_log: float | list[np.ndarray]  # log score difference (6) of temperature scaling
+    d_ece: float | list[np.ndarray]  # ECE difference of temperature scaling
 
 _ESTIMATORS = tuple(f.name for f in fields(Estimators))
 
@@ -133,14 +149,24 @@ class SimulationArm:
     miscalibration: float  # m
     temperature: float  # T fitted on the validation sample
     truth: Estimators  # the true value of every estimator's target
-    estimates: Estimators  # (len(sizes), repetitions) estimates
+    estimates: Estimators  # per test size, the (repetitions(n),) estimates
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #507847a6
+# %% ../../nbs/40_calibration/09_experiments.ipynb #c9a04e3b
+@dataclass
+class SharpBoundArm:
+    "The bound (5) where it is tight: a sharp, underconfident predictor's test-set RBS against its true CE_2."
+    logit_scale: float  # sigma of its logistic-normal logits
+    miscalibration: float  # its m < 1
+    truth: TrueCalibrationErrors  # CE_2, and the refinement that sets the bound's slack
+    rbs: list[np.ndarray]  # per test size, the (repetitions(n),) test-set root Brier scores
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #7db6a2c1
 @dataclass
 class SimulationStudy:
     "Every arm of the simulation study and the config that produced it."
-    config: SimulationConfig  # sizes, repetitions, ...
+    config: SimulationConfig  # sizes, test points, ...
     arms: dict[float, SimulationArm]  # m -> its arm
+    sharp: SharpBoundArm  # the arm where the bound (5) is tight
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #844f1b0f
 def _estimates(s: SimulatedClassifier, T: float) -> Estimators:
@@ -154,35 +180,53 @@ def _estimates(s: SimulatedClassifier, T: float) -> Estimators:
         d_log=log_score(s.logits, s.labels, True).mean - log_score(s.logits / T, s.labels, True).mean,
         d_ece=ece - binned_calibration_error(pT, s.labels))
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #ddfcca98
+# %% ../../nbs/40_calibration/09_experiments.ipynb #dfd51bfe
+def _test_seed(cfg: SimulationConfig, i: int, r: int, offset: int = 0) -> int:
+    "Seed of test set r at size index i: blocks of a million per size, far from the validation and truth seeds."
+    return cfg.seed + 1_000_000 * (i + 1) + offset + r
+
 def _simulation_arm(cfg: SimulationConfig, m: float) -> SimulationArm:
     "Fit T on validation data, compute the truth before and after it, and run every estimator at every size."
     val = simulate_calibration(cfg.validation_size, cfg.n_classes, m, seed=10_000 + int(10 * m))
     T = TemperatureScaling().fit(val.logits, val.labels).temperature
     tr = true_calibration_errors(cfg.n_classes, m, n_samples=cfg.n_truth)
     trT = true_calibration_errors(cfg.n_classes, m, T, n_samples=cfg.n_truth)
-    est = Estimators(*(np.zeros((len(cfg.sizes), cfg.repetitions)) for _ in _ESTIMATORS))
+    est = Estimators(*([] for _ in _ESTIMATORS))
     for i, n in enumerate(progress(cfg.sizes, desc=f"m={m}", leave=False)):
-        for r in range(cfg.repetitions):
-            e = _estimates(simulate_calibration(n, cfg.n_classes, m, seed=cfg.seed + 1000 * i + r), T)
-            for k in _ESTIMATORS: getattr(est, k)[i, r] = getattr(e, k)
+        runs = [_estimates(simulate_calibration(n, cfg.n_classes, m, seed=_test_seed(cfg, i, r)), T)
+                for r in range(cfg.repetitions(n))]
+        for k in _ESTIMATORS: getattr(est, k).append(np.array([getattr(e, k) for e in runs]))
     truth = Estimators(ece=tr.top_l1, ece_debiased_l2=tr.top_l2, kde=tr.top_l1, rbs=tr.ce2,
                        d_brier=tr.brier - trT.brier, d_log=tr.log - trT.log, d_ece=tr.top_l1 - trT.top_l1)
     return SimulationArm(m, T, truth, est)
 
+# %% ../../nbs/40_calibration/09_experiments.ipynb #2569a769
+def _sharp_bound_arm(cfg: SimulationConfig) -> SharpBoundArm:
+    "Test-set root Brier scores of the sharp predictor at every size, with its true CE_2 and refinement."
+    sigma, m = cfg.sharp_logit_scale, cfg.sharp_miscalibration
+    truth = true_calibration_errors(cfg.n_classes, m, n_samples=cfg.n_truth, logit_scale=sigma)
+    rbs = []
+    for i, n in enumerate(progress(cfg.sizes, desc="sharp", leave=False)):
+        sims = (simulate_calibration(n, cfg.n_classes, m, _test_seed(cfg, i, r, 500_000), sigma)
+                for r in range(cfg.repetitions(n)))
+        rbs.append(np.array([root_brier_upper_bound(s.probs, s.labels) for s in sims]))
+    return SharpBoundArm(sigma, m, truth, rbs)
+
 # %% ../../nbs/40_calibration/09_experiments.ipynb #0a57cd81
 def simulation_study(
-    config: SimulationConfig,  # sizes, repetitions, truth sample, classes
-) -> SimulationStudy:  # one arm per miscalibration m
-    "Estimates against the truth over test sizes for each m, and the improvement of temperature scaling."
-    return SimulationStudy(config, {m: _simulation_arm(config, m) for m in config.miscalibrations})
+    config: SimulationConfig,  # sizes, test points, truth sample, classes
+) -> SimulationStudy:  # one arm per miscalibration m, and the sharp arm
+    "Estimates against the truth over test sizes for each m, the improvement of temperature scaling, the tight bound."
+    arms = {m: _simulation_arm(config, m) for m in progress(config.miscalibrations, desc="simulation arms")}
+    return SimulationStudy(config, arms, _sharp_bound_arm(config))
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #08eafdf0
 def _plot_band(ax, sizes, arm: SimulationArm, name: str, label: str) -> None:
-    "Mean estimate over repetitions with its 10-90% band, and the truth dashed, in one colour."
-    e = getattr(arm.estimates, name)  # (len(sizes), repetitions)
-    line, = ax.plot(sizes, e.mean(1), "o-", ms=3, label=label)
-    ax.fill_between(sizes, *np.percentile(e, [10, 90], axis=1), color=line.get_color(), alpha=0.15)
+    "Mean estimate over test sets with its 10-90% band, and the truth dashed, in one colour."
+    e = getattr(arm.estimates, name)  # per size, (repetitions(n),)
+    line, = ax.plot(sizes, [x.mean() for x in e], "o-", ms=3, label=label)
+    lo, hi = ([np.percentile(x, q) for x in e] for q in (10, 90))
+    ax.fill_between(sizes, lo, hi, color=line.get_color(), alpha=0.15)
     ax.axhline(getattr(arm.truth, name), color=line.get_color(), ls="--", lw=1)
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #a8826b6f
@@ -222,6 +266,25 @@ def _plot_improvements(study: SimulationStudy, out) -> str:
         axs[0].legend(fontsize=8)
         plt.tight_layout()
         return save_figure(fig, "calibration_improvement_vs_n.png", out)
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #9196d006
+def _plot_sharp_bound(study: SimulationStudy, out) -> str:
+    "The sharp arm: test-set RBS against test size (mean, 2.5-97.5% band), the population RBS and the true CE_2."
+    import matplotlib.pyplot as plt
+    sh, sizes = study.sharp, study.config.sizes
+    with plot_style():
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        line, = ax.plot(sizes, [x.mean() for x in sh.rbs], "o-", ms=3, label="test-set RBS (mean)")
+        lo, hi = ([np.percentile(x, q) for x in sh.rbs] for q in (2.5, 97.5))
+        ax.fill_between(sizes, lo, hi, color=line.get_color(), alpha=0.15, label="2.5-97.5% of test sets")
+        ax.axhline(math.sqrt(sh.truth.brier + sh.truth.refinement), color=line.get_color(), ls="--", lw=1,
+                   label="population RBS")
+        ax.axhline(sh.truth.ce2, color="k", ls=":", lw=1.5, label="true CE$_2$")
+        ax.set(xscale="log", xlabel="test size n", ylabel="CE$_2$ bound",
+               title=f"sharp arm: sigma = {sh.logit_scale:g}, m = {sh.miscalibration:g}")
+        ax.legend(fontsize=8)
+        plt.tight_layout()
+        return save_figure(fig, "calibration_rbs_tight_bound.png", out)
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #33212236
 @dataclass
@@ -341,6 +404,7 @@ class RegressionStudy:
     ci: tuple[float, float]  # its 95% bootstrap interval
     dss_before: float  # mean DSS of the overfit model
     dss_after: float  # mean DSS after rescaling the variance
+    n_test: int  # test patients, the units of the bootstrap
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #ceb4b80b
 def variance_regression_study(
@@ -364,7 +428,7 @@ def variance_regression_study(
     boot = d[np.random.default_rng(config.seed).integers(0, len(d), (config.n_bootstrap, len(d)))].mean(1)
     return RegressionStudy(scale=s, reduction=float(d.mean()), std_error=float(d.std(ddof=1) / math.sqrt(len(d))),
                            ci=tuple(float(c) for c in np.quantile(boot, [0.025, 0.975])),
-                           dss_before=float(before.mean()), dss_after=float(after.mean()))
+                           dss_before=float(before.mean()), dss_after=float(after.mean()), n_test=len(d))
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #baa3f65e
 @dataclass
@@ -376,12 +440,12 @@ class ReproductionConfig:
 
     @classmethod
     def quick(cls):
-        "About 20 s: the simulation's quick preset."
+        "The simulation's quick preset: about 30 s on 2 cores, too few test points to decide the small biases."
         return cls(SimulationConfig.quick(), DigitsConfig.quick(), RegressionConfig.quick())
 
     @classmethod
     def full(cls):
-        "The simulation's full preset (10 sizes, 200 repetitions)."
+        "The simulation's full preset (nine sizes, a million test points each): minutes on 2 cores, see the full run."
         return cls(SimulationConfig.full(), DigitsConfig.full(), RegressionConfig.full())
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #781db2aa
@@ -405,79 +469,181 @@ def _plot_digits_reliability(digits: DigitsStudy, out) -> str:
         plt.tight_layout()
         return save_figure(fig, "calibration_digits_reliability.png", out)
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #33ef7338
-def _worst_bias_z(study: SimulationStudy) -> tuple[float, float]:
-    "Largest |mean estimate - truth| in standard errors over sizes: score differences, then the ECE difference."
-    reps = study.config.repetitions
-    worst_z_score, worst_z_ece = 0.0, 0.0
-    for m in (1.5, 2.5):
-        arm = study.arms[m]
-        for k in ("d_brier", "d_log", "d_ece"):
-            e = getattr(arm.estimates, k)  # (sizes, repetitions)
-            z = np.abs(e.mean(1) - getattr(arm.truth, k)) / (e.std(1, ddof=1) / math.sqrt(reps))
-            if k == "d_ece": worst_z_ece = max(worst_z_ece, float(z.max()))
-            else: worst_z_score = max(worst_z_score, float(z.max()))
-    return worst_z_score, worst_z_ece
+# %% ../../nbs/40_calibration/09_experiments.ipynb #a494fdf8
+_BIAS_FLOOR = 0.01  # an ECE gap a reader takes as real: ECEs are reported to two or three decimals
+_RELATIVE_BIAS = 0.05  # the largest bias, as a share of the true improvement, still called "unbiased" here
+_SIM_NOTE = ("The paper plots these estimators against test size for logistic-normal classifiers (calibrated, "
+             "logits x1.5 and x2.5) without tabulating the curves; ours is the same design with 10 classes and "
+             "n from 100 to 10 000, so we test the sign and size of the effect against a threshold, not its numbers.")
+_PAPER_ECE = ("ECE-type estimates of a calibrated model lie above its true error 0 and shift with the test size "
+              "(estimates plotted against test size; no table)")
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #9bd2b1bd
-def _simulation_verdict(study: SimulationStudy) -> tuple[dict, list]:
-    "The simulation's figures for `Result.ours` and its checks: ECE bias, the RBS bound, unbiased differences."
-    sizes, arms = list(study.config.sizes), study.arms
-    i1000 = sizes.index(1000) if 1000 in sizes else int(np.argmin(np.abs(np.array(sizes) - 1000)))
-    ours = {}
-    for m, arm in arms.items():
-        for k in ("ece", "kde", "ece_debiased_l2") + (("d_brier", "d_ece") if m != 1.0 else ()):
-            ours[f"bias@1000 {k} m={m}"] = float(getattr(arm.estimates, k)[i1000].mean() - getattr(arm.truth, k))
-        ours[f"true CE2 m={m}"] = arm.truth.rbs
-        ours[f"RBS@1000 m={m}"] = float(arm.estimates.rbs[i1000].mean())
-    ece_cal = arms[1.0].estimates.ece.mean(1)  # (sizes,) the calibrated model's mean ECE
-    ours["ECE calibrated n=100"], ours["ECE calibrated n=10000"] = float(ece_cal[0]), float(ece_cal[-1])
-    worst_z_score, worst_z_ece = _worst_bias_z(study)
-    ours["max |bias|/s.e. score difference"], ours["max |bias|/s.e. ECE difference"] = worst_z_score, worst_z_ece
-    checks = [ece_cal[0] > 3 * ece_cal[-1] and ece_cal[i1000] > 0.02,
-              all((arm.estimates.rbs >= arm.truth.rbs).all() for arm in arms.values()),
-              worst_z_score < 4 and worst_z_ece > 6]
-    return ours, checks
+# %% ../../nbs/40_calibration/09_experiments.ipynb #8dfd9133
+def _size_index(sizes, n: int) -> int:
+    "Index of the test size closest to n."
+    return int(np.argmin(np.abs(np.asarray(sizes) - n)))
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #88780dc5
-def _real_data_verdict(digits: DigitsStudy, regression: RegressionStudy) -> tuple[dict, list]:
-    "Digits and diabetes figures for `Result.ours`, and their checks (intervals above zero)."
+def _bias_claim(arm: SimulationArm, key: str, label: str, i: int, n: int) -> Claim:
+    "The bias of one estimator on the calibrated arm at size index i, bootstrapped over its test sets."
+    values = getattr(arm.estimates, key)[i] - getattr(arm.truth, key)  # (repetitions(n),) errors of the estimate
+    return Claim.from_samples(
+        f"{key}_bias_calibrated", f"The {label} of a perfectly calibrated model (true error 0) is biased: its mean "
+        f"at n = {n} test points exceeds {_BIAS_FLOOR}", _PAPER_ECE, values, _BIAS_FLOOR,
+        unit="simulated test sets", note=_SIM_NOTE)
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #fe1564cc
+def ece_bias_claims(
+    study: SimulationStudy,  # the simulation, with its calibrated arm m = 1
+) -> list[Claim]:  # three estimators' bias at n = 1000, and the ECE's drift from the smallest to the largest n
+    "Binned and kernel estimates of a calibrated model's error are biased, and the ECE drifts with the test size."
+    sizes, arm = study.config.sizes, study.arms[1.0]
+    i = _size_index(sizes, 1000)
+    labels = {"ece": "15-bin ECE (8)", "kde": "kernel estimate (10)", "ece_debiased_l2": "debiased L2 estimate (9)"}
+    claims = [_bias_claim(arm, k, label, i, sizes[i]) for k, label in labels.items()]
+    small, large = arm.estimates.ece[0], arm.estimates.ece[-1]
+    drift = float(small.mean() - large.mean())
+    se = math.hypot(*(e.std(ddof=1) / math.sqrt(len(e)) for e in (small, large)))  # independent test sets
+    claims.append(Claim(
+        "ece_size_dependence", f"The 15-bin ECE of the same calibrated model falls by more than {_BIAS_FLOOR} from "
+        f"n = {sizes[0]} to n = {sizes[-1]} test points", _PAPER_ECE, drift, *normal_interval(drift, se),
+        _BIAS_FLOOR, interval=f"normal, s.e. over {len(small)} and {len(large)} simulated test sets", note=_SIM_NOTE))
+    return claims
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #ff24828b
+_PAPER_RBS = "the Brier score is an upper bound of CE_2^2 at every test size (the ECE-type estimates are lower bounds)"
+_RBS_NOTE = ("In the paper's three arms the bound is loose (the RBS is several times CE_2) and cannot fail; the "
+             "sharp arm, 96% accurate and underconfident, keeps the refinement small so the bound is tight and a "
+             "small test set's noise could break it. The paper shows the bound on its arms only.")
+
+def rbs_bound_claim(
+    study: SimulationStudy,  # the simulation, with its sharp arm
+    share: float = 0.95,  # the bound must hold in at least this share of test sets
+) -> Claim:  # decided at the smallest test size, where a test set's noise breaks the bound most often
+    "The bound (5) where it is tight: the share of the sharp arm's test sets whose RBS lies above the true CE_2."
+    from scipy.stats import binomtest
+    sh, n = study.sharp, study.config.sizes[0]
+    above = sh.rbs[0] >= sh.truth.ce2  # (repetitions(n),)
+    k, r = int(above.sum()), len(above)
+    ci = binomtest(k, r).proportion_ci(0.95, method="wilson")
+    return Claim(
+        "rbs_bounds_ce2", f"The root Brier score of a test set of n = {n} lies above the true CE_2 in at least "
+        f"{share:.0%} of test sets, for a sharp predictor (sigma = {sh.logit_scale:g}, m = {sh.miscalibration:g}) "
+        "whose small refinement makes the bound tight", _PAPER_RBS, k / r, ci.low, ci.high, share,
+        interval=f"Wilson interval over {r} simulated test sets", note=_RBS_NOTE)
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #b77a36a6
+def _max_relative_bias(
+    cells: list,  # (estimates (R,), truth) pairs, one per arm, estimator and test size
+    level: float = 0.95,  # simultaneous coverage of the K cells' intervals
+) -> tuple[float, float, float]:  # estimate, low, high of max_k |bias_k| / |truth_k|
+    "Largest relative bias over K cells, with the interval implied by Bonferroni-simultaneous t intervals."
+    from scipy.stats import t as student_t
+    means = np.array([e.mean() for e, _ in cells])
+    ses = np.array([e.std(ddof=1) / math.sqrt(len(e)) for e, _ in cells])
+    truth = np.abs(np.array([t for _, t in cells], dtype=float))
+    reps = np.array([len(e) for e, _ in cells])
+    z = student_t.ppf(1 - (1 - level) / (2 * len(cells)), reps - 1)  # every cell's interval holds at once
+    bias = np.abs(means - np.array([t for _, t in cells]))
+    low = np.maximum(bias - z * ses, 0) / truth  # each |bias_k| / |truth_k| lies in [low_k, high_k]
+    high = (bias + z * ses) / truth
+    return float((bias / truth).max()), float(low.max()), float(high.max())
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #eedbbfd5
+_PAPER_IMPROVEMENT = ("the score difference captures the true CE_2^2 improvement of injective recalibration without "
+                      "bias at every test size; ECE differences shift with the test size")
+
+def improvement_claims(
+    study: SimulationStudy,  # the simulation; its miscalibrated arms are temperature-scaled
+) -> list[Claim]:  # the score differences' claim and the ECE difference's
+    "(6): score differences are unbiased for the true CE reduction at every test size; the ECE difference is not."
+    arms = [a for m, a in study.arms.items() if m != 1.0]
+    def cells(keys): return [(e, getattr(a.truth, k)) for a in arms for k in keys for e in getattr(a.estimates, k)]
+    t = f"{_RELATIVE_BIAS:.0%}"
+    cases = (("score_difference_unbiased", ("d_brier", "d_log"), "below",
+              f"The Brier and log score differences (6) of temperature scaling are within {t} of the true CE "
+              "reduction at every test size and miscalibration"),
+             ("ece_difference_biased", ("d_ece",), "above",
+              f"The ECE difference of temperature scaling misses the true top-label L1 reduction by more than {t} "
+              "at some test size"))
+    claims = []
+    for name, keys, direction, statement in cases:
+        cs = cells(keys)
+        claims.append(Claim(name, statement, _PAPER_IMPROVEMENT, *_max_relative_bias(cs), _RELATIVE_BIAS, direction,
+                            interval=f"Bonferroni over {len(cs)} (arm, estimator, size) t intervals, s.e. over "
+                            "simulated test sets", note=_SIM_NOTE))
+    return claims
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #51e29a5c
+_PAPER_REAL = "recalibration lowers the calibration error of real classifiers, measured by score differences"
+_PAPER_DSS = "recalibrating a variance regression by the Dawid-Sebastiani score lowers its calibration error"
+_REAL_NOTE = ("The paper recalibrates deep networks on image data; ours are two small scikit-learn classifiers on the "
+              "bundled digits, and the interval covers the test images of one split, not the split or the MLP's seed.")
+_DSS_NOTE = ("The paper recalibrates deep variance regressions; ours is a least-squares fit on few diabetes patients, "
+             "and the interval covers the test patients of one split, not the split.")
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #7f96af58
+def real_data_claims(
+    digits: DigitsStudy,  # the digits rows
+    regression: RegressionStudy,  # the diabetes variance recalibration
+) -> list[Claim]:  # temperature scaling on each digits classifier, and the DSS variance recalibration
+    "Real data: the score difference (6) of temperature scaling and of the variance rescaling, above zero."
+    n = len(digits.test_labels)
+    claims = [Claim(
+        f"digits_ts_brier_reduction_{r.model.split()[0].lower()}", "Temperature scaling lowers the Brier calibration "
+        f"error of the digits {r.model} (score difference (6) above 0)", _PAPER_REAL, r.brier_reduction,
+        *r.brier_ci, 0.0, interval=f"bootstrap over {n} test images", note=_REAL_NOTE)
+        for r in digits.rows if r.recalibration == "temperature"]
+    claims.append(Claim(
+        "diabetes_dss_reduction", "Rescaling the variance of the overfit diabetes regression lowers its "
+        "Dawid-Sebastiani calibration error (DSS difference (6) above 0)", _PAPER_DSS, regression.reduction,
+        *regression.ci, 0.0, interval=f"bootstrap over {regression.n_test} test patients", note=_DSS_NOTE))
+    return claims
+
+# %% ../../nbs/40_calibration/09_experiments.ipynb #f924f152
+def _supporting_figures(studies: CalibrationStudies) -> dict:
+    "Figures for `Result.ours` that no claim decides: the truths, the loose bound, the ECE reductions."
+    sim = studies.simulation
+    sizes = sim.config.sizes
+    i = _size_index(sizes, 1000)
     ours = {}
-    for r in (r for r in digits.rows if r.recalibration == "temperature"):
-        ours[f"digits {r.model} TS Brier reduction"] = r.brier_reduction
+    for m, arm in sim.arms.items():
+        ours[f"true CE2 m={m}"], ours[f"temperature m={m}"] = arm.truth.rbs, arm.temperature
+        ours[f"mean RBS n={sizes[i]} m={m}"] = float(arm.estimates.rbs[i].mean())
+    sh = sim.sharp
+    ours["sharp arm true CE2"] = sh.truth.ce2
+    ours["sharp arm population RBS"] = math.sqrt(sh.truth.brier + sh.truth.refinement)
+    ece = sim.arms[1.0].estimates.ece
+    ours[f"ECE calibrated n={sizes[0]}"], ours[f"ECE calibrated n={sizes[-1]}"] = ece[0].mean(), ece[-1].mean()
+    for r in (r for r in studies.digits.rows if r.recalibration == "temperature"):
         ours[f"digits {r.model} TS ECE reduction"] = r.ece_reduction
-    ours["diabetes DSS reduction"], ours["diabetes variance scale s"] = regression.reduction, regression.scale
-    return ours, [digits.rows[0].brier_ci[0] > 0, regression.ci[0] > 0]
+    ours["diabetes variance scale s"] = studies.regression.scale
+    return {k: float(v) for k, v in ours.items()}
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #f874fb43
+# %% ../../nbs/40_calibration/09_experiments.ipynb #bfa833aa
 _CLAIM = ("Binned ECE is biased and test-size dependent; the root Brier score bounds CE_2; the score difference "
           "estimates the calibration improvement of an injective recalibration without bias.")
 _PAPER = ("simulation with known truth and real classifiers: ECE estimates shift with test size and mis-measure "
           "recalibration gains; RBS upper-bounds CE_2; score differences track the true improvement at every "
           "test size")
-_CRITERION = ("calibrated-model ECE at n=100 > 3x its value at n=10000 and > 0.02 at n=1000 (truth 0); "
-              "RBS >= true CE_2 in every run; score-difference bias < 4 s.e. at every n while the ECE-difference "
-              "bias exceeds 6 s.e. "
-              "somewhere; digits (overfit LR) TS Brier-reduction CI > 0; diabetes DSS-reduction CI > 0")
 
-# %% ../../nbs/40_calibration/09_experiments.ipynb #2bcaabd3
+# %% ../../nbs/40_calibration/09_experiments.ipynb #df2c534c
 def reproduce(
-    quick: bool = True,  # small study (about 20 s); False: 10 sizes, 200 repetitions
+    quick: bool = True,  # small study (about 30 s); False: nine sizes, a million test points each
     out: str | Path | None = None,  # folder for the figures
     config: ReproductionConfig | None = None,  # None: the quick or full preset, by `quick`
-) -> Result:
+) -> Result:  # one `Claim` per statement; the studies themselves on `.details`
     "Reproduce the paper's claims: ECE bias and size dependence, the RBS bound, unbiased score-difference improvement."
     import matplotlib.pyplot as plt
     cfg = config or (ReproductionConfig.quick() if quick else ReproductionConfig.full())
     with timed() as t:
         sim = simulation_study(cfg.simulation)
-        figs = [_plot_estimates(sim, out), _plot_improvements(sim, out)]
         studies = CalibrationStudies(sim, digits_study(cfg.digits), variance_regression_study(cfg.regression))
-        figs.append(_plot_digits_reliability(studies.digits, out))
+        figs = [_plot_estimates(sim, out), _plot_improvements(sim, out), _plot_digits_reliability(studies.digits, out),
+                _plot_sharp_bound(sim, out)]
         plt.close("all")
-    ours, checks = _simulation_verdict(sim)
-    real_ours, real_checks = _real_data_verdict(studies.digits, studies.regression)
-    res = Result(method="calibration", claim=_CLAIM, paper=_PAPER, ours=ours | real_ours,
-                 passed=all(checks + real_checks), criterion=_CRITERION, seconds=t.seconds, figures=figs)
-    res.details = studies
+    claims = (ece_bias_claims(sim) + [rbs_bound_claim(sim)] + improvement_claims(sim)
+              + real_data_claims(studies.digits, studies.regression))
+    res = Result(method="calibration", claim=_CLAIM, paper=_PAPER, ours=_supporting_figures(studies), claims=claims,
+                 seconds=t.seconds, figures=figs)
+    res.details = studies  # the studies behind the claims, for the tables below
     return res
