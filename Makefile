@@ -67,7 +67,7 @@ readme: setup
 	$(BIN)/alignnb-docs readme
 
 lab: setup
-	$(BIN)/jupyter lab nbs/
+	$(BIN)/jupyter lab nbs/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # JupyterLab refuses root without it
 
 docs: setup
 	$(BIN)/nbdev-export

@@ -7,7 +7,7 @@ Docs: https://alignnb.github.io/alignnb/core.html.md"""
 # %% ../nbs/00_core.ipynb #126be5a2
 from __future__ import annotations
 
-import dataclasses, json, math, os, random, time
+import contextvars, dataclasses, json, math, os, random, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +18,9 @@ import torch
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ALIGNNB_COLORS', 'VERDICTS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress',
-           'plot_rcparams', 'plot_style', 'figure_dir', 'save_figure', 'Claim', 'normal_interval', 'bootstrap_interval',
-           'Result', 'timed']
+__all__ = ['ALIGNNB_COLORS', 'VERDICTS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress_label',
+           'progress', 'plot_rcparams', 'plot_style', 'figure_dir', 'save_figure', 'Claim', 'normal_interval',
+           'bootstrap_interval', 'Result', 'timed']
 
 # %% ../nbs/00_core.ipynb #d2a34864
 def seed_everything(
@@ -69,6 +69,18 @@ def quiet() -> bool:
     "True when `$ALIGNNB_QUIET` asks for silence (`1`, `true`, `yes`)."
     return os.environ.get("ALIGNNB_QUIET", "").strip().lower() in {"1", "true", "yes"}
 
+# %% ../nbs/00_core.ipynb #dd22cdc7
+_PROGRESS_LABEL = contextvars.ContextVar("alignnb_progress_label", default="")
+
+@contextmanager
+def progress_label(
+    label: str,  # what the bars inside the block belong to, e.g. the method being reproduced
+):
+    "Context manager: every `progress` bar inside the block names `label` before its own description."
+    token = _PROGRESS_LABEL.set(str(label))
+    try: yield
+    finally: _PROGRESS_LABEL.reset(token)
+
 # %% ../nbs/00_core.ipynb #44b62d0b
 def progress(
     iterable: Iterable,  # what to iterate over
@@ -76,6 +88,8 @@ def progress(
 ):
     "Iterate over `iterable` with a progress bar, silent when `$ALIGNNB_QUIET=1`."
     from tqdm.auto import tqdm
+    label = _PROGRESS_LABEL.get()
+    if label: kwargs["desc"] = f"{label}: {kwargs['desc']}" if kwargs.get("desc") else label
     kwargs.setdefault("disable", quiet())
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .core import Result, _format_value, timed
+from .core import Result, _format_value, progress_label, timed
 
 # %% auto #0
 __all__ = ['method_packages', 'discover', 'MethodRun', 'run_methods', 'format_table', 'write_summary', 'results_markdown', 'main']
@@ -98,7 +98,7 @@ def run_methods(
         run = MethodRun(name)
         with timed() as t:
             try:
-                run.result = _call_reproduce(fn, quick, out / name)
+                with progress_label(name): run.result = _call_reproduce(fn, quick, out / name)
                 _collect_figures(run.result, out / name)
             except Exception:
                 run.result, run.error = None, traceback.format_exc()
@@ -131,12 +131,32 @@ def format_table(runs: Sequence[MethodRun]) -> str:
     return "\n".join([line(_COLUMNS), line("-" * w for w in widths), *map(line, rows)])
 
 # %% ../nbs/99_reproduce.ipynb #3e8355f7
-def write_summary(runs: Sequence[MethodRun], out: str | Path, quick: bool) -> Path:
-    "Write `out/summary.json` with every run and return its path."
+def _previous_records(path: Path) -> list[dict]:
+    "The method records of an earlier `summary.json` at `path` (none if there is no file)."
+    if not path.exists(): return []
+    try: records = json.loads(path.read_text())["methods"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a summary written by alignnb-reproduce ({e}); move it away or pass --out")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "method" in r for r in records):
+        raise ValueError(f"{path} is not a summary written by alignnb-reproduce: 'methods' is not a list of records")
+    return records
+
+# %% ../nbs/99_reproduce.ipynb #19c77e59
+def write_summary(
+    runs: Sequence[MethodRun],  # the runs of this invocation
+    out: str | Path,  # the folder of `summary.json`
+    quick: bool,  # whether these runs took the quick path
+) -> Path:  # the path written
+    "Write `out/summary.json`: these runs replace their methods' earlier records, the other methods' stay."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "summary.json"
-    path.write_text(json.dumps({"quick": quick, "methods": [r.to_dict() for r in runs]}, indent=2))
+    fresh = {r.name: {**r.to_dict(), "quick": quick} for r in runs}
+    kept = [r for r in _previous_records(path) if r["method"] not in fresh]
+    records = sorted(kept + list(fresh.values()), key=lambda r: r["method"])
+    partial = path.with_suffix(".json.partial")  # written whole, then renamed: a crash never leaves half a file
+    partial.write_text(json.dumps({"quick": quick, "methods": records}, indent=2))
+    partial.replace(path)
     return path
 
 # %% ../nbs/99_reproduce.ipynb #705237c4
@@ -156,7 +176,7 @@ def results_markdown(
         for m in summary["methods"]:
             claims = m.get("result", {}).get("claims", [])
             if m["verdict"] == "error": rows.append(f"| `{m['method']}` | (the run raised) | | | **error** | |")
-            rows += [_claim_row(m["method"], summary["quick"], c) for c in claims]
+            rows += [_claim_row(m["method"], m.get("quick", summary["quick"]), c) for c in claims]
     return "\n".join(rows)
 
 # %% ../nbs/99_reproduce.ipynb #0e435f22
@@ -175,7 +195,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of `alignnb-reproduce`; returns the exit code."
     args = _parser().parse_args(argv)
-    methods = discover(args.module)
+    try: methods = discover(args.module)
+    except (ImportError, ValueError) as e:  # a --module that cannot be imported or has no `reproduce`
+        print(f"alignnb-reproduce: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     unknown = [m for m in args.methods if m not in methods]
     if unknown:
         known = ", ".join(methods) or "none yet"

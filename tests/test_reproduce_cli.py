@@ -86,3 +86,22 @@ def test_unknown_method_exits_2_naming_the_known_ones(tmp_path, dummy_module):
     assert "nosuchmethod" in p.stderr and "known:" in p.stderr and "dummy_method" in p.stderr
     bare = run_cli("nosuchmethod", cwd=tmp_path)  # with only the package's own methods
     assert bare.returncode == 2 and "unknown method(s) nosuchmethod; known:" in bare.stderr
+
+
+def test_a_subset_run_keeps_the_other_methods_records(tmp_path, dummy_module):
+    first = run_cli("--module", "dummy_method", "--module", "exploding_method", "dummy_method", "exploding_method",
+                    "--out", "res", cwd=tmp_path, extra_path=dummy_module)
+    assert first.returncode == 1
+    again = run_cli("--full", "--module", "dummy_method", "dummy_method", "--out", "res", cwd=tmp_path,
+                    extra_path=dummy_module)
+    assert again.returncode == 0, again.stderr
+    records = {m["method"]: m for m in json.loads((tmp_path / "res" / "summary.json").read_text())["methods"]}
+    assert set(records) == {"dummy_method", "exploding_method"}
+    assert records["exploding_method"]["verdict"] == "error" and records["exploding_method"]["quick"] is True
+    assert records["dummy_method"]["quick"] is False and records["dummy_method"]["result"]["ours"]["n"] == 1000
+
+
+def test_a_module_that_cannot_be_imported_is_one_line_and_exit_2(tmp_path):
+    p = run_cli("--module", "nosuch.mod", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == ["alignnb-reproduce: ModuleNotFoundError: No module named 'nosuch'"]
