@@ -403,13 +403,25 @@ def iob1_to_iob2(
     return out
 
 # %% ../nbs/01_data.ipynb #f16511d3
+def _read_text_file(path: Path) -> str:
+    "A UTF-8 file's text without a byte-order mark; errors name the file."
+    try: return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError: raise FileNotFoundError(f"no such CoNLL file: {str(path)!r}") from None
+    except UnicodeDecodeError as e: raise ValueError(f"{str(path)!r} is not UTF-8 text ({e})") from None
+
 def _conll_lines(path_or_text: str | Path) -> list[str]:
-    if isinstance(path_or_text, Path): return path_or_text.read_text(encoding="utf-8").splitlines()
-    if not isinstance(path_or_text, str):
+    "The lines of a CoNLL file or text; a one-line string without a tag column is a path."
+    if isinstance(path_or_text, Path): text = _read_text_file(path_or_text)
+    elif not isinstance(path_or_text, str):
         raise TypeError(f"path_or_text must be a str or Path, got {type(path_or_text).__name__}")
-    if "\n" not in path_or_text and path_or_text.strip() and Path(path_or_text).is_file():
-        return Path(path_or_text).read_text(encoding="utf-8").splitlines()
-    return path_or_text.splitlines()
+    elif "\n" not in path_or_text and len(path_or_text.split()) == 1:  # no "token tag" line is a single column
+        text = _read_text_file(Path(path_or_text))
+    else: text = path_or_text
+    lines = [line.removeprefix("\ufeff") for line in text.splitlines()]  # concatenated files carry a BOM each
+    for number, line in enumerate(lines, start=1):
+        for char, name in (("\x00", "a NUL character"), ("\ufeff", "a byte-order mark inside a line")):
+            if char in line: raise ValueError(f"line {number}: {name}; this is not CoNLL text")
+    return lines
 
 # %% ../nbs/01_data.ipynb #c690b18d
 def _conll_blocks(lines: list[str]):

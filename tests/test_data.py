@@ -148,3 +148,26 @@ def test_train_valid_split():
     assert len(valid) == 20 and sorted(train + valid) == sorted(docs)
     assert train == [d for d in docs if d in set(train)]  # original order kept
     with pytest.raises(ValueError, match="frac"): train_valid_split(docs, 0.0)
+
+
+from hypothesis import given, settings, strategies as st
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab B-I-ORGPERO\n\t\x00\ufeff-DOCSTART")), max_size=60))
+def test_read_conll_parses_or_raises_a_named_error(text):
+    """Any text is either read into sentences of equal token and tag counts, or refused with a named error."""
+    try:
+        sentences = read_conll(text if "\n" in text or len(text.split()) != 1 else text + "\n")
+    except ValueError as e:
+        assert "line" in str(e) or "tag" in str(e), e
+        return
+    for s in sentences:
+        assert len(s.tokens) == len(s.tags) > 0
+        assert all("\x00" not in t and "\ufeff" not in t for t in s.tokens)
+
+
+def test_read_conll_names_a_missing_file(tmp_path):
+    import pytest
+    with pytest.raises(FileNotFoundError, match="no such CoNLL file"):
+        read_conll(str(tmp_path / "missing.conll"))
