@@ -8,9 +8,11 @@ their first call for each dtype). Memory: the peak resident memory that one forw
 fresh subprocess per library and size (after a warm-up call), reported per DP cell (B m n) to show it is linear;
 --quick measures alignnb only. Before timing, each library's value and gradient are compared with a float64
 reference: tslearn's NumPy `soft_dtw_alignment` for soft-DTW (gradient by the chain rule through the expected
-alignment), pytorch-crf in float64 for Viterbi. Writes benchmarks/results/bench_smoothdp.json.
+alignment), pytorch-crf in float64 for Viterbi. Writes benchmarks/results/bench_smoothdp.json, or the file given by
+--out: `--out data_samples/benchmarks/bench_smoothdp.json` refreshes the committed copy that the kernels page shows
+(with the versions, the thread count and the load average of the run).
 """
-import argparse, json, statistics, subprocess, sys, time, warnings
+import argparse, json, os, platform, statistics, subprocess, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,15 @@ def bench_viterbi(B, T, S, dtypes, repeats):
     return rows
 
 
+def environment():
+    "Versions and machine of the run, for the record."
+    import numba, pysdtw, tslearn
+    from importlib.metadata import version
+    return {"torch": torch.__version__, "numba": numba.__version__, "tslearn": tslearn.__version__,
+            "pysdtw": version("pysdtw"), "pytorch-crf": version("pytorch-crf"), "torch-struct": version("torch-struct"),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(), "processor": platform.processor()}
+
+
 def _soft_dtw_fn(library, gamma=1.0):
     if library == "alignnb": return lambda x, y: soft_dtw(x, y, gamma)
     if library == "pysdtw":
@@ -160,12 +171,15 @@ def bench_memory(B, sizes, dtypes, libraries):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_smoothdp.json",
+                    help="where to write the JSON (default: benchmarks/results/bench_smoothdp.json)")
     ap.add_argument("--probe", nargs=4, metavar=("LIBRARY", "B", "M", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
         library, B, m, dtype = args.probe
         print(probe_memory(library, int(B), int(m), dtype)); return
     dtypes = (torch.float32, torch.float64)
+    load_before = list(os.getloadavg())  # 1, 5, 15 min: the page states them, since other jobs slow the peers too
     if args.quick:
         rows = bench_soft_dtw(16, (64,), 8, dtypes, repeats=5) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
         memory = bench_memory(64, (256, 512), ("float32",), ("alignnb",))  # smaller runs fit in memory the imports already hold
@@ -186,9 +200,11 @@ def main():
     for row in memory:
         libs = [k[:-3] for k in row if k.endswith("_MB")]
         print(f"{row['shape']:<22} {row['dtype']:<8} " + "  ".join(f"{lib} {row[lib + '_MB']:8.1f} MB {row[lib + '_bytes_per_cell']:6.1f} B/cell" for lib in libs))
-    out = Path(__file__).parent / "results" / "bench_smoothdp.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, "threads": torch.get_num_threads(), "rows": rows, "memory": memory}, indent=2))
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"quick": args.quick, "threads": torch.get_num_threads(), "environment": environment(),
+                               "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+                               "rows": rows, "memory": memory}, indent=1))
     print(f"wrote {out}")
 
 
