@@ -16,7 +16,8 @@ from .codec import (CacheGenCodec, grouped_entropy, quantize_cache, quantize_deq
                                     relative_error_per_layer, released_bins)
 
 # %% auto #0
-__all__ = ['absmax_baseline', 'kivi_baseline', 'fp16_bytes', 'zstd_baseline', 'compare_codecs', 'ablation']
+__all__ = ['absmax_baseline', 'kivi_baseline', 'fp16_bytes', 'zstd_baseline', 'compare_per_document', 'mean_comparison',
+           'compare_codecs', 'ablation']
 
 # %% ../../nbs/30_cachegen/08_baselines.ipynb #f98578d4
 def absmax_baseline(
@@ -39,18 +40,20 @@ def _minmax_groups(x: np.ndarray, bits: int) -> np.ndarray:  # x (groups, n) -> 
 
 # %% ../../nbs/30_cachegen/08_baselines.ipynb #325f08c4
 def _kivi_keys(x: np.ndarray, bits: int, group: int, n_q: int) -> np.ndarray:  # (T, Ch) -> (T, Ch)
-    "Keys per channel over groups of `group` tokens; tokens from `n_q` on stay as they are."
+    "Keys per channel over groups of `group` tokens; tokens from `n_q` on are kept in fp16."
     Ch = x.shape[1]
     x = x.copy()
     blk = x[:n_q].reshape(n_q // group, group, Ch).transpose(0, 2, 1).reshape(-1, group)  # (groups*Ch, G)
     x[:n_q] = _minmax_groups(blk, bits).reshape(n_q // group, Ch, group).transpose(0, 2, 1).reshape(n_q, Ch)
+    x[n_q:] = x[n_q:].astype(np.float16).astype(np.float32)  # the residual tokens, stored (and billed) in 16 bits
     return x
 
 def _kivi_values(x: np.ndarray, bits: int, group: int, n_q: int) -> np.ndarray:  # (T, Ch) -> (T, Ch)
-    "Values per token over groups of `group` channels; tokens from `n_q` on stay as they are."
+    "Values per token over groups of `group` channels; tokens from `n_q` on are kept in fp16."
     Ch = x.shape[1]
     x = x.copy()
     x[:n_q] = _minmax_groups(x[:n_q].reshape(-1, group), bits).reshape(n_q, Ch)
+    x[n_q:] = x[n_q:].astype(np.float16).astype(np.float32)  # the residual tokens, stored (and billed) in 16 bits
     return x
 
 # %% ../../nbs/30_cachegen/08_baselines.ipynb #7cc0f1e7
@@ -58,9 +61,9 @@ def kivi_baseline(
     cache: KVCache,  # the cache
     bits: int,  # 2 or 4
     group: int = 32,  # G: tokens per key group and channels per value group
-    residual: int = 32,  # R: at least this many recent tokens stay fp16
+    residual: int = 32,  # R: at least this many recent tokens are kept in fp16
 ) -> tuple[float, KVCache]:  # (bits per element, reconstruction)
-    "KIVI: keys per channel over token groups, values per token over channel groups, recent tokens fp16."
+    "KIVI: keys per channel over token groups, values per token over channel groups, recent tokens in fp16."
     H, T, D = cache.shape
     Ch = H * D
     if Ch % group: raise ValueError(f"channels {Ch} must be a multiple of group {group}")
@@ -105,42 +108,65 @@ def _baseline_methods(codecs: dict, zstd_levels: Sequence[int]) -> dict:
     return methods
 
 # %% ../../nbs/30_cachegen/08_baselines.ipynb #4bfec683
-def compare_codecs(
-    caches: Sequence[KVCache],  # held-out caches
+def _stacked(values: list) -> dict:  # [float] or [{measure: float}], one per document -> {measure: (n,)}
+    "Per-document quality values as one array per measure; a bare number is the measure `quality`."
+    dicts = [v if isinstance(v, dict) else {"quality": v} for v in values]
+    return {k: np.array([float(d[k]) for d in dicts]) for k in dicts[0]}
+
+def compare_per_document(
+    caches: Sequence[KVCache],  # held-out caches, one per document
     codecs: dict,  # name -> fitted CacheGenCodec
-    quality=None,  # optional f(index, reconstruction) -> float, e.g. an output distance
+    quality=None,  # optional f(index, reconstruction) -> float, or -> {measure: float} for several measures
     zstd_levels: Sequence[int] = (3, 19),  # zstd levels to run (19 compresses at about 1 MB/s here)
-) -> dict:  # name -> {"bits": .., "ratio_vs_8bit": .., "rel_error": .., "quality": ..}
-    "Bits per element, size ratio against 8-bit absmax and errors of CacheGen and the baselines on `caches`."
+) -> dict:  # name -> {"bits": (n,), "rel_error": (n,), measure: (n,), ...}, one entry per cache
+    "Bits per element, mean relative error and quality of CacheGen and every baseline, cache by cache."
     rows = {}
     for name, run in _baseline_methods(codecs, zstd_levels).items():
         res = [run(c) for c in caches]
         errs = [np.mean(sum(relative_error_per_layer(c, r).values(), [])) for c, (_, r) in zip(caches, res)]
-        rows[name] = {"bits": float(np.mean([b for b, _ in res])), "rel_error": float(np.mean(errs))}
-        if quality is not None and name.startswith("zstd"):
-            rows[name]["quality"] = rows["fp16"]["quality"]  # same fp16 reconstruction
-        elif quality is not None:
-            rows[name]["quality"] = float(np.mean([quality(i, r) for i, (_, r) in enumerate(res)]))
+        rows[name] = {"bits": np.array([b for b, _ in res]), "rel_error": np.array(errs)}
+        if quality is None: continue
+        if name.startswith("zstd"):  # the same fp16 reconstruction as the fp16 row
+            rows[name].update({k: v for k, v in rows["fp16"].items() if k not in ("bits", "rel_error")})
+        else: rows[name].update(_stacked([quality(i, r) for i, (_, r) in enumerate(res)]))
+    return rows
+
+# %% ../../nbs/30_cachegen/08_baselines.ipynb #2e6534b4
+def mean_comparison(
+    per_document: dict,  # `compare_per_document`'s output
+) -> dict:  # name -> {"bits", "rel_error", measures..., "ratio_vs_8bit"}
+    "Means over the documents, and each method's size ratio against 8-bit absmax (total sizes)."
+    rows = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in per_document.items()}
     for row in rows.values(): row["ratio_vs_8bit"] = rows["absmax 8-bit"]["bits"] / row["bits"]
     return rows
+
+# %% ../../nbs/30_cachegen/08_baselines.ipynb #6768b727
+def compare_codecs(
+    caches: Sequence[KVCache],  # held-out caches
+    codecs: dict,  # name -> fitted CacheGenCodec
+    quality=None,  # optional f(index, reconstruction) -> float (or a dict of measures), e.g. an output distance
+    zstd_levels: Sequence[int] = (3, 19),  # zstd levels to run (19 compresses at about 1 MB/s here)
+) -> dict:  # name -> {"bits": .., "ratio_vs_8bit": .., "rel_error": .., "quality": ..}, means over `caches`
+    "Bits per element, size ratio against 8-bit absmax and errors of CacheGen and the baselines on `caches`."
+    return mean_comparison(compare_per_document(caches, codecs, quality, zstd_levels))
 
 # %% ../../nbs/30_cachegen/08_baselines.ipynb #100232d9
 def ablation(
     fit_caches: Sequence[KVCache],  # caches to fit tables on
     test_caches: Sequence[KVCache],  # held-out caches
     group_size: int = 10,  # G
-) -> dict:  # variant -> bits per element (the coded payload, without scales or headers)
-    "Bits per element of CacheGen with one stage removed at a time."
-    def coded(codec):
+) -> dict:  # variant -> bits per element of the symbols (no scales, tables or headers)
+    "CacheGen with one stage removed at a time: coded sizes, and entropy estimates for the two table groupings."
+    def coded(codec):  # the range coder's output for the symbols, with tables profiled on `fit_caches`
         codec.fit(fit_caches)
-        return np.mean([codec.encode_with_stats(c)[1]["ideal_bits"] / c.numel() for c in test_caches])
+        return np.mean([8 * codec.encode_with_stats(c)[1]["coded_bytes"] / c.numel() for c in test_caches])
     L = fit_caches[0].n_layers
-    def empirical(by):  # inline-style tables, no table cost: per-(layer, channel) vs per-(layer, token)
+    def entropy(by):  # not coded: each table fitted to the held-out symbols it measures, at no cost
         kb, vb = released_bins(L)
         bits = [grouped_entropy(q, by) * q.size for c in test_caches for q, _ in quantize_cache(c, kb, vb)]
         return sum(bits) / sum(c.numel() for c in test_caches)
     return {"CacheGen": coded(CacheGenCodec(group_size=group_size)),
             "no delta": coded(CacheGenCodec(group_size=1)),
             "no layer-wise bins": coded(CacheGenCodec(([32] * L, [32] * L), group_size=group_size)),
-            "tables per (layer, channel), no delta": empirical("channel"),
-            "tables per (layer, token), no delta": empirical("token")}
+            "tables per (layer, channel), no delta (entropy estimate)": entropy("channel"),
+            "tables per (layer, token), no delta (entropy estimate)": entropy("token")}

@@ -1,4 +1,4 @@
-"""CacheGen's headline measured on MiniLM and small-LM caches: size against 8-bit quantisation at negligible quality loss, the ablation, the coder overhead and the streaming time to first token, wrapped in `reproduce`.
+"""CacheGen's headline as claims with intervals over held-out documents: the small LM's cache at calibrated bins against 8-bit quantisation, its perplexity cost, and beside them MiniLM, the released bins, the ablation, the coder overhead and the streaming time to first token, wrapped in `reproduce`.
 
 Docs: https://alignnb.github.io/alignnb/30_cachegen/experiments.html.md"""
 
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core import Result, plot_style, save_figure, timed, torch_threads
-from ..hf import (_corpus, continuation_logprobs, continuation_perplexity, kv_cache_of, load_minilm, mean_kl,
-                        minilm_caches, outputs_with_kv)
+from ..core import Claim, Result, bootstrap_interval, plot_style, progress, save_figure, timed, torch_threads
+from ..hf import (_corpus, continuation_logprobs, kv_cache_of, load_minilm, mean_kl, minilm_caches,
+                        outputs_with_kv)
 from .codec import CacheGenCodec, quantize_dequantize, released_bins
 from .bins import BinCalibration, calibrate_bins
 from .streaming import StreamingSetup, simulate_streaming
-from .baselines import ablation, absmax_baseline, compare_codecs, kivi_baseline
+from .baselines import ablation, compare_codecs, compare_per_document, mean_comparison
 
 # %% auto #0
 __all__ = ['SmallLMExperimentConfig', 'SmallLMResult', 'small_lm_experiment', 'CacheGenExperimentConfig',
@@ -80,21 +80,24 @@ def _plot_streaming(sweep: dict, bandwidths: np.ndarray, sim: dict, setup: Strea
 class SmallLMExperimentConfig:
     "What the small-LM experiment measures on; `quick()` runs in the notebook, `full()` in `reproduce(quick=False)`."
     n_fit: int = 4  # training documents the tables and the bins are fit on: enough for stable tables in seconds
-    n_test: int = 8  # held-out validation documents: perplexity changes of a few tenths of a percent need several
+    n_test: int = 8  # held-out validation documents: the units the claims' intervals are bootstrapped over
     prefix_tokens: int = 192  # P: tokens in the cached prefix; with the continuation it fits the LM's 256 positions
     continuation_tokens: int = 64  # tokens after the prefix; perplexity is measured on all but the first
     kl_budget: float = 0.002  # ε of (4), nats per token, for "CacheGen calibrated": a perplexity ratio of about e^ε
+    zstd_levels: tuple = (3,)  # zstd-19 costs about a second per document here, so only the full run pays for it
 
     @classmethod
     def quick(cls) -> SmallLMExperimentConfig: return cls()
     @classmethod
-    def full(cls) -> SmallLMExperimentConfig: return cls(n_fit=12, n_test=16)  # the split has fewer long documents
+    def full(cls) -> SmallLMExperimentConfig:  # n_test: all 12 validation documents of P + 64 tokens or more
+        return cls(n_fit=12, n_test=12, zstd_levels=(3, 19))
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #087f144f
 @dataclass
 class SmallLMResult:
-    "The small-LM comparison: one row per method, the exact perplexity, and the bins calibrated for it."
-    rows: dict  # method -> {"bits", "ratio_vs_8bit", "rel_error", "quality" (relative perplexity increase), "kl"}
+    "The small-LM comparison: per held-out document and averaged, the exact perplexity, and the calibrated bins."
+    rows: dict  # method -> means over the documents: "bits", "ratio_vs_8bit", "rel_error", "quality", "kl"
+    per_document: dict  # method -> {"bits", "rel_error", "quality", "kl"}: (documents,) arrays
     exact_perplexity: float  # mean continuation perplexity from the exact caches
     documents: int  # held-out documents measured
     calibration: BinCalibration  # the bins `calibrate_bins` chose on the fit documents
@@ -110,7 +113,12 @@ def _small_lm_documents(tok, config: SmallLMExperimentConfig) -> tuple[list, lis
         encoded = (tok(d[:20 * n], return_tensors="pt").input_ids[0] for d in docs)
         long_enough = (ids[:n] for ids in encoded if len(ids) >= n)
         return [ids for _, ids in zip(range(k), long_enough)]
-    return pick(train, config.n_fit), pick(valid, config.n_test)
+    fit, test = pick(train, config.n_fit), pick(valid, config.n_test)
+    for name, got, split in (("n_fit", fit, "training"), ("n_test", test, "validation")):
+        if len(got) < getattr(config, name):
+            raise ValueError(f"{name}={getattr(config, name)}, but the {split} split has only {len(got)} documents "
+                             f"of {n} tokens or more")
+    return fit, test
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #b38b248a
 def _small_lm_codecs(fit_c: list, calibration: BinCalibration) -> dict:
@@ -122,15 +130,18 @@ def _small_lm_codecs(fit_c: list, calibration: BinCalibration) -> dict:
             "CacheGen calibrated, no delta": CacheGenCodec(calibration.level_config, group_size=1).fit(fit_c)}
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #45da6860
-def _held_out_kl(model, codecs: dict, test_c: list, nexts: list) -> dict:
-    "name -> mean continuation KL on the held-out documents: the low-noise view of the same damage."
-    test_logp = [continuation_logprobs(model, c, x) for c, x in zip(test_c, nexts)]
-    reconstruct = {**{name: (lambda c, codec=codec: codec.decode(codec.encode(c))) for name, codec in codecs.items()},
-                   **{f"absmax {b}-bit": (lambda c, b=b: absmax_baseline(c, b)[1]) for b in (8, 4)},
-                   **{f"KIVI {b}-bit": (lambda c, b=b: kivi_baseline(c, b)[1]) for b in (4, 2)}}
-    return {name: float(np.mean([mean_kl(lp, continuation_logprobs(model, rec(c), x))
-                                 for c, x, lp in zip(test_c, nexts, test_logp)]))
-            for name, rec in reconstruct.items()}
+def _small_lm_calibration(model, fit_c: list, fit_next: list, budget: float) -> BinCalibration:
+    "The small LM's bins, calibrated on the mean continuation KL of the fit documents (never the held-out ones)."
+    fit_logp = [continuation_logprobs(model, c, x) for c, x in zip(fit_c, fit_next)]
+    def fit_kl(kb, vb):  # the continuation KL on the fit documents, from the quantiser's reconstruction
+        return float(np.mean([mean_kl(lp, continuation_logprobs(model, quantize_dequantize(c, kb, vb), x))
+                              for c, x, lp in zip(fit_c, fit_next, fit_logp)]))
+    return calibrate_bins(fit_c, fit_kl, budget)
+
+def _perplexity(logp: torch.Tensor, ids) -> float:  # logp (n - 1, vocab), ids (n,) the continuation
+    "Perplexity of `ids[1:]` under the log-probabilities `logp` (as `continuation_perplexity` computes it)."
+    targets = torch.as_tensor(ids).reshape(-1)[1:]
+    return float(torch.exp(-logp[torch.arange(len(targets)), targets].mean()))
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #ccd82fcb
 def small_lm_experiment(
@@ -147,17 +158,14 @@ def small_lm_experiment(
     P = config.prefix_tokens
     with torch_threads(1):
         fit_c, test_c = ([kv_cache_of(model, x[:P]) for x in xs] for xs in (fit_ids, test_ids))
-        exact = [continuation_perplexity(model, c, x[P:]) for c, x in zip(test_c, test_ids)]
-        fit_logp = [continuation_logprobs(model, c, x[P:]) for c, x in zip(fit_c, fit_ids)]
-        def fit_kl(kb, vb):  # the continuation KL on the fit documents, from the quantiser's reconstruction
-            return float(np.mean([mean_kl(lp, continuation_logprobs(model, quantize_dequantize(c, kb, vb), x[P:]))
-                                  for c, x, lp in zip(fit_c, fit_ids, fit_logp)]))
-        calibration = calibrate_bins(fit_c, fit_kl, config.kl_budget)
-        codecs = _small_lm_codecs(fit_c, calibration)
-        def ppl_increase(i, r): return continuation_perplexity(model, r, test_ids[i][P:]) / exact[i] - 1
-        rows = compare_codecs(test_c, codecs, quality=ppl_increase)
-        for name, kl in _held_out_kl(model, codecs, test_c, [x[P:] for x in test_ids]).items(): rows[name]["kl"] = kl
-    return SmallLMResult(rows, float(np.mean(exact)), len(test_ids), calibration)
+        calibration = _small_lm_calibration(model, fit_c, [x[P:] for x in fit_ids], config.kl_budget)
+        exact = [continuation_logprobs(model, c, x[P:]) for c, x in zip(test_c, test_ids)]
+        def measures(i, r):  # relative perplexity increase and KL of held-out document i, from reconstruction r
+            logq, ids = continuation_logprobs(model, r, test_ids[i][P:]), test_ids[i][P:]
+            return {"quality": _perplexity(logq, ids) / _perplexity(exact[i], ids) - 1, "kl": mean_kl(exact[i], logq)}
+        per = compare_per_document(test_c, _small_lm_codecs(fit_c, calibration), measures, config.zstd_levels)
+    exact_ppl = float(np.mean([_perplexity(lp, x[P:]) for lp, x in zip(exact, test_ids)]))
+    return SmallLMResult(mean_comparison(per), per, exact_ppl, len(test_ids), calibration)
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #b85d2ad3
 @dataclass(frozen=True)
@@ -168,8 +176,8 @@ class CacheGenExperimentConfig:
     zstd_levels: tuple = (3,)  # zstd-19 compresses at about 1 MB/s here, so only the full run pays for it
     n_traces: int = 200  # random bandwidth traces of the streaming simulation
     calibrate_minilm: bool = False  # ~300 loss evaluations of MiniLM over 4 documents, about 3 minutes
-    minilm_budget: float = 0.005  # output-damage budget of MiniLM's calibrated bins: half what the verdict allows
-    small_lm: SmallLMExperimentConfig = field(default_factory=SmallLMExperimentConfig)  # the end-to-end measure
+    minilm_budget: float = 0.005  # output-damage budget of MiniLM's calibrated bins (1 - cos of the embedding)
+    small_lm: SmallLMExperimentConfig = field(default_factory=SmallLMExperimentConfig)  # the claims are measured here
 
     @classmethod
     def quick(cls) -> CacheGenExperimentConfig: return cls()
@@ -184,7 +192,7 @@ class CacheGenExperimentResult:
     "Everything `reproduce` reports: the comparison tables, coder statistics, ablation and streaming."
     rows: dict  # method -> {"bits", "ratio_vs_8bit", "rel_error", "quality" (output damage 1 - cos)} on MiniLM
     small_lm: SmallLMResult | None  # the small LM's comparison; None without `data_samples/lm`
-    ablation: dict  # variant -> ideal bits per element of the coded payload
+    ablation: dict  # variant -> bits per element of the symbols: coded, or an entropy estimate where it says so
     stats: dict  # byte breakdown of the default codec on the first held-out cache
     inline: dict  # the same with inline tables
     sweep: dict  # streaming TTFT at constant bandwidths (`simulate_streaming`)
@@ -233,79 +241,132 @@ def cachegen_experiment(
     return _experiment(config or CacheGenExperimentConfig.quick())
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #21a1639a
+def _minilm_part(config: CacheGenExperimentConfig, bar) -> tuple:  # (rows, stats, inline, ablation, calibration)
+    "MiniLM: every method on held-out caches, the coder's bytes, the ablation, and (full run) calibrated bins."
+    inputs, caches = minilm_caches(config.n_fit + config.n_test)
+    model, _ = load_minilm()
+    fit_c, test_c, test_in = caches[:config.n_fit], caches[config.n_fit:], inputs[config.n_fit:]
+    codecs, calibration = _minilm_codecs(fit_c), None
+    if config.calibrate_minilm:
+        bar.set_postfix_str("MiniLM: calibrating bins")
+        calibration = _minilm_calibration(model, inputs, fit_c, config.minilm_budget)
+        codecs["CacheGen calibrated"] = CacheGenCodec(calibration.level_config).fit(fit_c)
+    bar.update()
+    bar.set_postfix_str("MiniLM: comparing methods, ablation")
+    with torch.no_grad(): exact = [model(**x).last_hidden_state[0].mean(0) for x in test_in]
+    def damage(i, r):
+        return float(1 - torch.cosine_similarity(exact[i], outputs_with_kv(model, test_in[i], r).mean(0), dim=0))
+    rows = compare_codecs(test_c, codecs, quality=damage, zstd_levels=config.zstd_levels)
+    stats = codecs["CacheGen"].encode_with_stats(test_c[0])[1]
+    inline = CacheGenCodec(tables="inline").encode_with_stats(test_c[0])[1]
+    bar.update()
+    return rows, stats, inline, ablation(fit_c, test_c), calibration
+
+# %% ../../nbs/30_cachegen/09_experiments.ipynb #e372fe61
 @functools.lru_cache(maxsize=2)
 def _experiment(config: CacheGenExperimentConfig) -> CacheGenExperimentResult:
     "The experiment behind `cachegen_experiment`, memoised so that the notebook's tables and `reproduce` share it."
-    with torch_threads(1):
-        inputs, caches = minilm_caches(config.n_fit + config.n_test)
-        model, _ = load_minilm()
-        fit_c, test_c, test_in = caches[:config.n_fit], caches[config.n_fit:], inputs[config.n_fit:]
-        codecs = _minilm_codecs(fit_c)
-        with torch.no_grad(): exact = [model(**x).last_hidden_state[0].mean(0) for x in test_in]
-        def damage(i, r):
-            return float(1 - torch.cosine_similarity(exact[i], outputs_with_kv(model, test_in[i], r).mean(0), dim=0))
-        calibration = None
-        if config.calibrate_minilm: calibration = _minilm_calibration(model, inputs, fit_c, config.minilm_budget)
-        if calibration is not None: codecs["CacheGen calibrated"] = CacheGenCodec(calibration.level_config).fit(fit_c)
-        rows = compare_codecs(test_c, codecs, quality=damage, zstd_levels=config.zstd_levels)
-        stats = codecs["CacheGen"].encode_with_stats(test_c[0])[1]
-        inline = CacheGenCodec(tables="inline").encode_with_stats(test_c[0])[1]
-        ablate = ablation(fit_c, test_c)
+    bar = progress(None, total=4, desc="cachegen experiment")
+    with torch_threads(1): rows, stats, inline, ablate, calibration = _minilm_part(config, bar)
+    bar.set_postfix_str("small LM: calibrating bins, comparing methods")
     small_lm = small_lm_experiment(config.small_lm)
+    bar.update()
+    bar.set_postfix_str("streaming simulation")
     setup, bandwidths, sweep, sim = _streaming(rows, config.n_traces)
+    bar.update()
+    bar.close()
     return CacheGenExperimentResult(rows, small_lm, ablate, stats, inline, sweep, bandwidths, sim, setup, calibration)
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #2b6336fe
 def _minilm_numbers(ex: CacheGenExperimentResult) -> dict:
-    "The MiniLM part of `Result.ours`."
+    "The MiniLM, coder and streaming part of `Result.ours`."
     rows, sim = ex.rows, ex.sim
-    ours = {"bits CacheGen": rows["CacheGen"]["bits"], "ratio vs 8-bit": rows["CacheGen"]["ratio_vs_8bit"],
-            "damage CacheGen": rows["CacheGen"]["quality"], "damage 8-bit": rows["absmax 8-bit"]["quality"],
-            **{f"ratio {n}": rows[n]["ratio_vs_8bit"]
+    ours = {"MiniLM, released bins: x smaller than 8-bit": rows["CacheGen"]["ratio_vs_8bit"],
+            "MiniLM, released bins: output damage": rows["CacheGen"]["quality"],
+            "MiniLM, 8-bit absmax: output damage": rows["absmax 8-bit"]["quality"],
+            **{f"MiniLM, {n}: x smaller than 8-bit": rows[n]["ratio_vs_8bit"]
                for n in ("CacheGen L1", "CacheGen L3", "absmax 4-bit", "KIVI 2-bit", "zstd-3 shuffled")},
             "coder overhead %": 100 * (8 * ex.stats["coded_bytes"] / ex.stats["ideal_bits"] - 1),
             "inline tables share of stream": ex.inline["table_bytes"] / ex.inline["total_bytes"],
             **{f"mean TTFT {k} (s)": float(v.mean()) for k, v in sim.items() if k != "levels_oracle"},
             "SLO met, CacheGen (oracle)": float((sim["CacheGen (oracle)"] <= ex.setup.slo).mean())}
     if ex.minilm_calibration is not None:
-        ours.update({"ratio CacheGen calibrated (MiniLM)": rows["CacheGen calibrated"]["ratio_vs_8bit"],
-                     "damage CacheGen calibrated (MiniLM)": rows["CacheGen calibrated"]["quality"],
-                     "calibrated bins MiniLM (keys; values)":
+        ours.update({"MiniLM, calibrated bins: x smaller than 8-bit": rows["CacheGen calibrated"]["ratio_vs_8bit"],
+                     "MiniLM, calibrated bins: output damage": rows["CacheGen calibrated"]["quality"],
+                     "MiniLM, calibrated bins (keys; values)":
                          "; ".join(",".join(map(str, b)) for b in ex.minilm_calibration.level_config)})
     return ours
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #2c5952e6
-def _small_lm_numbers(lm: SmallLMResult | None) -> dict:
-    "The small-LM part of `Result.ours`."
-    if lm is None: return {"small LM": "not available (no data_samples/lm)"}
+def _size_ratio(sizes: np.ndarray) -> float:  # sizes (documents, 2): 8-bit bits, CacheGen bits per document
+    "How many times smaller the CacheGen cache of these documents is than their 8-bit one (ratio of the totals)."
+    return float(sizes[:, 0].sum() / sizes[:, 1].sum())
+
+def _sizes(lm: SmallLMResult, method: str) -> np.ndarray:  # (documents, 2)
+    "Per held-out document: bits per element of 8-bit absmax and of `method`, the rows `_size_ratio` reads."
+    return np.stack([lm.per_document["absmax 8-bit"]["bits"], lm.per_document[method]["bits"]], axis=1)
+
+def _small_lm_numbers(lm: SmallLMResult) -> dict:
+    "The small-LM part of `Result.ours`: the released bins beside the claims, and the calibration."
     rows = lm.rows
-    return {"small LM ratio vs 8-bit": rows["CacheGen"]["ratio_vs_8bit"],
-            "small LM perplexity increase %": 100 * rows["CacheGen"]["quality"],
-            "small LM perplexity increase % (8-bit)": 100 * rows["absmax 8-bit"]["quality"],
-            "small LM ratio vs 8-bit, calibrated bins": rows["CacheGen calibrated"]["ratio_vs_8bit"],
-            "small LM perplexity increase %, calibrated bins": 100 * rows["CacheGen calibrated"]["quality"],
-            "calibrated bins (keys; values)": "; ".join(",".join(map(str, b)) for b in lm.calibration.level_config)}
+    _, low, high = bootstrap_interval(_sizes(lm, "CacheGen"), _size_ratio)
+    return {"small LM, released bins: x smaller than 8-bit": rows["CacheGen"]["ratio_vs_8bit"],
+            "small LM, released bins: x smaller than 8-bit, 95% bootstrap low": low,
+            "small LM, released bins: x smaller than 8-bit, 95% bootstrap high": high,
+            "small LM, released bins: perplexity increase %": 100 * rows["CacheGen"]["quality"],
+            "small LM, 8-bit absmax: perplexity increase %": 100 * rows["absmax 8-bit"]["quality"],
+            "small LM, calibrated bins: held-out KL (nats per token)": rows["CacheGen calibrated"]["kl"],
+            "small LM, calibrated bins: KL on the fit documents": lm.calibration.loss,
+            "small LM, calibrated bins, no delta: x smaller than 8-bit":
+                rows["CacheGen calibrated, no delta"]["ratio_vs_8bit"],
+            "small LM, calibrated bins (keys; values)":
+                "; ".join(",".join(map(str, b)) for b in lm.calibration.level_config),
+            "small LM, held-out documents": lm.documents}
+
+# %% ../../nbs/30_cachegen/09_experiments.ipynb #79a9065f
+_PAPER_SIZE = "3.5-4.3x smaller than 8-bit quantisation (Mistral-7B, LongChat-7B, Llama-70B)"
+_WHY = ("a 4-layer, 128-channel GPT-2 with 192-token prefixes, not 7B models over thousands of tokens; the bins are "
+        "calibrated per model on its fit documents, as CacheGen profiles its levels per model; the interval covers "
+        "the held-out documents, not the choice of fit documents or of the KL budget")
+
+def _size_claim(lm: SmallLMResult) -> Claim:
+    "Size at quality, the size: calibrated CacheGen against 8-bit absmax on the held-out documents."
+    return Claim.from_samples(
+        "calibrated_size_vs_8bit",
+        "With bins calibrated for the small LM on its fit documents, CacheGen's KV cache of the held-out documents "
+        "is at least 3.5x smaller than 8-bit absmax quantisation (ratio of total sizes)",
+        _PAPER_SIZE, _sizes(lm, "CacheGen calibrated"), 3.5, "above", statistic=_size_ratio,
+        unit="held-out documents", note=f"{_WHY}; quality is bounded by calibrated_perplexity_increase_pct")
+
+# %% ../../nbs/30_cachegen/09_experiments.ipynb #84b12ac9
+def _quality_claim(lm: SmallLMResult) -> Claim:
+    "Size at quality, the quality bound: the held-out perplexity cost of the calibrated bins."
+    return Claim.from_samples(
+        "calibrated_perplexity_increase_pct",
+        "At the same calibrated bins, continuing from the decoded cache raises the held-out continuation "
+        "perplexity by less than 1% (mean relative increase over held-out documents, in %)",
+        "negligible quality loss (accuracy, perplexity) at those sizes",
+        100 * lm.per_document["CacheGen calibrated"]["quality"], 1.0, "below", unit="held-out documents",
+        note="bounded, not matched: 8-bit absmax barely moves the perplexity; 1% is our reading of 'negligible'; "
+             "the calibration holds the fit documents' KL within kl_budget, this measures unseen documents; "
+             f"63 scored tokens per document; {_WHY}")
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #887561fc
 def reproduce(
     quick: bool = True,  # `CacheGenExperimentConfig.quick()`, else `.full()`
     out: str | Path | None = None,  # folder for the figures
 ) -> Result:
-    "CacheGen's headline on MiniLM caches: size against 8-bit quantisation at negligible quality loss; streaming TTFT."
+    "CacheGen's size at quality on the small LM's held-out caches, as claims; MiniLM, coder and streaming beside them."
     with timed() as clock:
         ex = cachegen_experiment(CacheGenExperimentConfig.quick() if quick else CacheGenExperimentConfig.full())
+        if ex.small_lm is None:
+            raise FileNotFoundError("the claims are measured on the small LM of data_samples/lm, which is missing")
         figures = [_plot_sizes(ex.rows, ex.small_lm, out),
                    _plot_streaming(ex.sweep, ex.bandwidths, ex.sim, ex.setup, out)]
-    ours = {**_minilm_numbers(ex), **_small_lm_numbers(ex.small_lm)}
-    lm = ex.small_lm
-    passed = ours["ratio vs 8-bit"] >= 3.5 and ours["damage CacheGen"] < 0.01 and (lm is None or (
-        lm.rows["CacheGen"]["ratio_vs_8bit"] >= 3.5 and lm.rows["CacheGen"]["quality"] < 0.01))
     return Result("cachegen",
-                  "CacheGen's codec makes the KV cache 3.5-4.3x smaller than 8-bit quantisation "
-                  "at negligible quality loss.",
-                  "3.5-4.3x smaller than 8-bit quantisation (Mistral-7B, LongChat-7B, Llama-70B); TTFT 3.2-3.7x lower",
-                  ours, passed,
-                  "CacheGen (default level) >= 3.5x smaller than 8-bit absmax on held-out MiniLM caches with output "
-                  "damage 1 - cos < 0.01, and, where the small LM is available, >= 3.5x on its caches with a "
-                  "continuation perplexity increase < 1%",
-                  clock.seconds, figures)
+                  "CacheGen's codec, its bins calibrated for the model, makes the KV cache at least 3.5x smaller "
+                  "than 8-bit quantisation at negligible quality loss.",
+                  f"{_PAPER_SIZE}, negligible quality loss; TTFT 3.2-3.7x lower",
+                  {**_small_lm_numbers(ex.small_lm), **_minilm_numbers(ex)},
+                  claims=[_size_claim(ex.small_lm), _quality_claim(ex.small_lm)], seconds=clock.seconds,
+                  figures=figures)
