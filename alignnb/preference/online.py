@@ -21,7 +21,7 @@ from .losses import (_check_positive, _check_unit, dpo_loss, ipo_loss, nash_md_p
 
 # %% auto #0
 __all__ = ['LM_METHODS', 'MajorityJudge', 'summary_task', 'PreferenceModel', 'fit_preference_model', 'preference_step_loss',
-           'online_preference_optimisation']
+           'online_preference_optimisation', 'ResidualHeadPolicy']
 
 # %% ../../nbs/11_preference/02_online.ipynb #30cfaeff
 def _content_words(text: str) -> list[str]:
@@ -52,7 +52,15 @@ def __call__(self: MajorityJudge, prompts: list[str], completions_a: list[str], 
     "p*(a > b | prompt) for each row, shape (B,)."
     fa = torch.stack([self.criteria(x, y) for x, y in zip(prompts, completions_a)])  # (B, 3)
     fb = torch.stack([self.criteria(x, y) for x, y in zip(prompts, completions_b)])  # (B, 3)
-    votes = torch.tanh((fa - fb) / torch.tensor(self.scales, dtype=torch.float64)).sum(-1)  # (B,)
+    return self.vote(fa, fb)
+
+# %% ../../nbs/11_preference/02_online.ipynb #d16b6d0d
+@patch
+def vote(self: MajorityJudge,
+         criteria_a: Tensor, criteria_b: Tensor,  # (..., 3) f_c of each side
+        ) -> Tensor:  # (...,) p*(a > b)
+    "The soft majority vote sigma(k sum_c tanh((f_c(a) - f_c(b)) / s_c)) on precomputed criteria."
+    votes = torch.tanh((criteria_a - criteria_b) / torch.tensor(self.scales, dtype=torch.float64)).sum(-1)
     return torch.sigmoid(self.sharpness * votes)
 
 # %% ../../nbs/11_preference/02_online.ipynb #c07ae93d
@@ -67,6 +75,13 @@ def summary_task(
     pages = [p for p in dict.fromkeys(pages) if len(p) >= 200 and "\n\n" in p][:n_pages]
     documents = {p.split("\n\n", 1)[0].strip() + "\n\n": p.split("\n\n", 1)[1] for p in pages}
     return list(documents), documents
+
+# %% ../../nbs/11_preference/02_online.ipynb #6fc605be
+@patch
+def reward(self: MajorityJudge, prompts: list[str], completions: list[str]) -> Tensor:
+    "The Bradley-Terry restriction r*(y) = k sum_c f_c(y) / s_c of the vote, shape (B,): the RL baseline's reward."
+    criteria = torch.stack([self.criteria(x, y) for x, y in zip(prompts, completions)])  # (B, 3)
+    return self.sharpness * (criteria / torch.tensor(self.scales, dtype=torch.float64)).sum(-1)
 
 # %% ../../nbs/11_preference/02_online.ipynb #ea4ca6cf
 class PreferenceModel(nn.Module):
@@ -232,7 +247,7 @@ def preference_step_loss(
     method: str,  # one of LM_METHODS
     policy, reference, tokenizer,  # pi_theta (trained), pi_ref (frozen), their tokenizer
     prompts: list[str],  # B prompts of this step
-    preference: PreferenceModel,  # p_phi (its reward head for 'rl')
+    preference,  # p(y > y'): a PreferenceModel or the MajorityJudge itself (its `reward` for 'rl')
     tau: float, beta: float,  # regularisation and mixture coefficient
     max_new_tokens: int, generator: torch.Generator,
 ) -> tuple[Tensor, dict]:  # the loss to minimise, and numbers to log
@@ -263,7 +278,7 @@ def _online_step(method, policy, ref_policy, tokenizer, batch, preference, tau, 
 def online_preference_optimisation(
     policy, ref_policy, tokenizer,  # pi_theta (trained in place; start it as a copy of pi_ref), pi_ref, tokenizer
     prompts: list[str],  # training prompts; each step draws `batch_size` of them
-    preference: PreferenceModel,  # the learned preference model (its reward head for 'rl')
+    preference,  # p(y > y'): a PreferenceModel or the MajorityJudge itself (its `reward` for 'rl')
     method: str = "ipo",  # one of LM_METHODS
     tau: float = 1.0,  # KL regularisation
     beta: float = 0.0,  # mixture coefficient for 'ipo_md' and 'nash_md_pg'
@@ -284,3 +299,22 @@ def online_preference_optimisation(
                             generator, optimizer)
         log.append({"step": step, **info})
     return log
+
+# %% ../../nbs/11_preference/02_online.ipynb #845787f4
+class ResidualHeadPolicy(nn.Module):
+    "pi_theta: a frozen causal LM whose logits get a trainable low-rank correction U D h + b, zero at the start."
+    def __init__(self,
+                 reference,  # the frozen Hugging Face causal LM (pi_ref); shared, not copied
+                 rank: int = 8):  # r, rank of the correction: small, so a step is cheap and the update smooth
+        super().__init__()
+        self.__dict__["reference"] = reference  # not a submodule: kept out of parameters() and state_dict()
+        self.config = reference.config
+        self.down = nn.Linear(reference.config.hidden_size, rank, bias=False)  # D: (r, H)
+        self.up = nn.Linear(rank, reference.config.vocab_size)  # U: (V, r), b: (V,)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, **inputs):  # the reference's keyword arguments (input_ids, attention_mask, cache, ...)
+        with torch.no_grad(): out = self.reference(**inputs, output_hidden_states=True)
+        out.logits = out.logits.float() + self.up(self.down(out.hidden_states[-1].float()))  # (B, T, V)
+        return out
