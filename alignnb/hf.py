@@ -19,23 +19,37 @@ from .core import torch_threads
 __all__ = ['KVCache', 'layer_matrix', 'matrix_to_layer', 'kv_cache_of', 'kv_cache_into', 'continuation_perplexity',
            'continuation_logprobs', 'mean_kl', 'capture_kv', 'outputs_with_kv', 'load_minilm', 'minilm_caches']
 
+# %% ../nbs/03_hf.ipynb #a66402c8
+def _check_same_shape(keys, values) -> None:
+    "Every layer's keys and values share keys[0]'s (H, T, D); a value head size of its own is named as such."
+    shape = tuple(keys[0].shape)
+    if tuple(values[0].shape[:2]) == shape[:2] and values[0].shape[2] != shape[2]:
+        raise ValueError(f"values have head_dim {values[0].shape[2]} but keys {shape[2]}: caches whose key and value "
+                         "head sizes differ (for example DeepSeek-V3's attention) are not supported")
+    for name, xs in (("keys", keys), ("values", values)):
+        for l, x in enumerate(xs):
+            if tuple(x.shape) != shape:
+                raise ValueError(f"{name}[{l}] must have shape {shape}, the (heads, tokens, head_dim) of keys[0], "
+                                 f"got {tuple(x.shape)}")
+
 # %% ../nbs/03_hf.ipynb #928f2af8
 def _check_kv_layers(keys, values) -> None:
-    "Raise unless `keys` and `values` are equally long, non-empty lists of tensors of one (H, T, D) shape."
+    "Raise unless `keys` and `values` are equally long, non-empty lists of finite (H, T, D) tensors of one shape."
     if not isinstance(keys, (list, tuple)) or not isinstance(values, (list, tuple)):
         raise TypeError(f"keys and values must be lists of tensors, got {type(keys).__name__}, "
                         f"{type(values).__name__}")
     if len(keys) == 0 or len(keys) != len(values):
         raise ValueError(f"keys and values must hold the same non-zero number of layers, "
                          f"got {len(keys)} and {len(values)}")
-    shape = tuple(keys[0].shape) if isinstance(keys[0], torch.Tensor) else None
     for name, xs in (("keys", keys), ("values", values)):
         for l, x in enumerate(xs):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name}[{l}] must be a torch.Tensor, got {type(x).__name__}")
-            if x.dim() != 3 or tuple(x.shape) != shape:
-                raise ValueError(f"{name}[{l}] must have shape (heads, tokens, head_dim) = {shape}, "
-                                 f"got {tuple(x.shape)}")
+            if x.dim() != 3:
+                raise ValueError(f"{name}[{l}] must be 3-D (heads, tokens, head_dim), got shape {tuple(x.shape)}")
+            if not torch.isfinite(x).all():
+                raise ValueError(f"{name}[{l}] holds {int((~torch.isfinite(x)).sum())} non-finite values (NaN or inf)")
+    _check_same_shape(keys, values)
 
 # %% ../nbs/03_hf.ipynb #40fcea7e
 @dataclass
@@ -79,6 +93,33 @@ def matrix_to_layer(
     x = torch.from_numpy(np.ascontiguousarray(m)).reshape(T, n_heads, HD // n_heads)  # (T, H, D)
     return x.permute(1, 0, 2).contiguous().to(dtype)  # (H, T, D)
 
+# %% ../nbs/03_hf.ipynb #8e3aa0e5
+def _model_kv_shape(model) -> tuple[int | None, int | None, int | None, int | None]:
+    "(layers, KV heads, head_dim, max positions) from a Hugging Face config; None where it does not say."
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    get = lambda *names: next((getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None), None)
+    layers = get("num_hidden_layers", "n_layer", "num_layers")
+    heads = get("num_attention_heads", "n_head")
+    kv_heads = get("num_key_value_heads") or heads
+    hidden = get("hidden_size", "n_embd", "d_model")
+    head_dim = get("head_dim") or (hidden // heads if hidden and heads else None)
+    return layers, kv_heads, head_dim, get("max_position_embeddings", "n_positions")
+
+# %% ../nbs/03_hf.ipynb #9e301214
+def _check_ids_fit(model, ids: torch.Tensor, name: str, offset: int = 0) -> None:
+    "Token ids inside the vocabulary, and `offset` + T positions inside the model's context."
+    vocab = getattr(model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config,
+                    "vocab_size", None)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer ids, got {ids.dtype}")
+    if (ids < 0).any() or (vocab is not None and (ids >= vocab).any()):
+        raise ValueError(f"{name} must lie in [0, {vocab}), the model's vocabulary; got ids from {int(ids.min())} "
+                         f"to {int(ids.max())}")
+    positions = _model_kv_shape(model)[3]
+    if positions is not None and offset + ids.shape[-1] > positions:
+        raise ValueError(f"{name}: {offset} cached + {ids.shape[-1]} new tokens exceed the model's context of "
+                         f"{positions} positions")
+
 # %% ../nbs/03_hf.ipynb #c224297f
 def kv_cache_of(
     model: torch.nn.Module,  # a Hugging Face causal LM
@@ -90,10 +131,23 @@ def kv_cache_of(
     if ids.dim() == 1: ids = ids[None]
     if ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] == 0:
         raise ValueError(f"input_ids must have shape (T,) or (1, T) with T > 0, got {tuple(ids.shape)}")
+    _check_ids_fit(model, ids, "input_ids")
     cache = DynamicCache()
     with torch.no_grad(): model(ids.to(next(model.parameters()).device), cache=cache)
     return KVCache([l.keys[0].detach().cpu().clone() for l in cache.layers],
                    [l.values[0].detach().cpu().clone() for l in cache.layers])
+
+# %% ../nbs/03_hf.ipynb #b28acbe8
+def _check_cache_fits(model, cache: "KVCache") -> None:
+    "Raise unless the cache's layers, heads and head size are the model's."
+    layers, kv_heads, head_dim, positions = _model_kv_shape(model)
+    H, T, D = cache.shape
+    for what, ours, theirs in (("layers", cache.n_layers, layers), ("KV heads", H, kv_heads),
+                               ("head_dim", D, head_dim)):
+        if theirs is not None and ours != theirs:
+            raise ValueError(f"cache has {ours} {what} but the model has {theirs}: it comes from another model")
+    if positions is not None and T >= positions:
+        raise ValueError(f"cache holds {T} tokens, which leaves no position of the model's {positions} to continue")
 
 # %% ../nbs/03_hf.ipynb #5f49b5ef
 def kv_cache_into(
@@ -102,6 +156,8 @@ def kv_cache_into(
 ):
     "A `DynamicCache` holding `cache`, to pass as `model(next_ids, cache=...)`."
     from transformers import DynamicCache
+    if not isinstance(cache, KVCache): raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+    _check_cache_fits(model, cache)
     p = next(model.parameters())
     out = DynamicCache()
     for l, (k, v) in enumerate(zip(cache.keys, cache.values)):
