@@ -162,7 +162,11 @@ def test_preference_labels_follow_the_bradley_terry_temperature(task):
     differs = truth(flat.prompts, flat.chosen) != truth(flat.prompts, flat.rejected)
     agree = (truth(flat.prompts, flat.chosen) > truth(flat.prompts, flat.rejected))[differs].double().mean()
     assert 0.4 < float(agree) < 0.6
-    assert len(sharp) == len(task.prompts) * 28  # all pairs of 8 samples
+    k = len(task.reference_responses[0])
+    assert k >= 32 and len(sharp) == len(task.prompts) * k * (k - 1) // 2  # all pairs of K samples
+    untied = preference_pairs(task, task.harmlessness, drop_ties=True, generator=torch.Generator().manual_seed(0))
+    assert 0 < len(untied) < len(sharp)
+    assert (task.harmlessness(untied.prompts, untied.chosen) != task.harmlessness(untied.prompts, untied.rejected)).all()
 
 
 def test_rlhf_raises_a_known_utility_and_kl_coefficient_orders_kl(small_lm, task):
