@@ -148,7 +148,7 @@ def test_reward_model_recovers_a_known_bradley_terry_utility(small_lm, task):
         return torch.stack([scores[i].mean() for i in ids]).double() * 6 / scores.std()
     reward_model = BradleyTerryRewardModel(model, tokenizer)
     report = reward_model.fit(preference_pairs(task, known, range(80), generator=torch.Generator().manual_seed(3)))
-    xs = [task.prompts[i] for i in range(80, len(task.prompts)) for _ in range(8)]
+    xs = [task.prompts[i] for i in range(80, len(task.prompts)) for _ in task.reference_responses[i]]
     ys = [r for i in range(80, len(task.prompts)) for r in task.reference_responses[i]]
     assert scipy.stats.spearmanr(reward_model.score(xs, ys).numpy(), known(xs, ys).numpy()).statistic > 0.9
     assert report.valid_accuracy > 0.7
