@@ -6,8 +6,10 @@ so `from alignnb.preference import ipo_loss` works. The modules, one layer each:
 
 - `losses`: the offline losses, the soft-label wrapper and the Nash-MD-PG surrogate (nbs/11_preference/00_losses)
 - `games`: tabular games, exploitability, the Nash solver, tabular training and fixed points (01_games)
-- `online`: the judge, the preference model and online optimisation of a causal LM (02_online)
-- `experiments`: the tabular laboratory's runs, win-rate tables and `reproduce` (09_experiments)
+- `online`: the judge, the preference model, the residual-head policy and online optimisation of a causal LM
+  (02_online)
+- `experiments`: the tabular laboratory's runs, paired win rates, the claims (exact tabular ones, Table 2 pairings
+  with a bootstrap over prompts x seeds) and `reproduce` (09_experiments)
 """
 from .losses import *
 from .games import *

@@ -375,9 +375,10 @@ def _ours(table: pd.DataFrame, errors: pd.DataFrame, runs: list[TokenLevelRun], 
                    "eval samples per prompt": config.eval_samples}
 
 # %% ../../nbs/11_preference/09_experiments.ipynb #f66574d8
-_CLAIM = ("The online-IPO minimiser is the Nash equilibrium of the regularised preference game (Prop 4.1), its expected "
-          "gradient is the self-play gradient (4.2), IPO-MD reaches the equilibrium of a hotter game (5.2), online DPO "
-          "does not reach the equilibrium; and online IPO / IPO-MD win against DPO, SLiC, Nash-MD-PG and RL (Table 2).")
+_CLAIM = ("The online-IPO minimiser is the Nash equilibrium of the regularised preference game (Prop 4.1), its "
+          "expected gradient is the self-play gradient (4.2), IPO-MD reaches the equilibrium of a hotter game (5.2), "
+          "online DPO does not reach the equilibrium; and online IPO / IPO-MD win against DPO, SLiC, Nash-MD-PG and "
+          "RL (Table 2).")
 _PAPER = ("T5-L on XSum, PaLM 2 judge: IPO vs IPO-MD 0.515, vs DPO 0.608, vs Nash-MD-PG 0.621, vs SLiC 0.608, "
           "vs RL 0.791; IPO-MD vs DPO 0.600, vs Nash-MD-PG 0.608, vs SLiC 0.594, vs RL 0.778")
 
