@@ -105,7 +105,7 @@ class SimulationConfig:
     validation_size: int = 5000  # points to fit the temperature on, so T is close to the true 1/m-inverse
     seed: int = 0  # base seed of the test sets, see `_test_seed`
     miscalibrations: tuple[float, ...] = (1.0, 1.5, 2.5)  # m: calibrated, mediocre, bad, as in the paper
-    sharp_logit_scale: float = 30.0  # sigma of the sharp arm: 96% accurate, refinement small, so (5) is tight
+    sharp_logit_scale: float = 30.0  # sigma of the sharp arm: highly accurate, refinement small, so (5) is tight
     sharp_miscalibration: float = 0.1  # m of the sharp arm: underconfident, as label smoothing leaves a network
 
     @classmethod
@@ -512,7 +512,7 @@ def ece_bias_claims(
 # %% ../../nbs/40_calibration/09_experiments.ipynb #ff24828b
 _PAPER_RBS = "the Brier score is an upper bound of CE_2^2 at every test size (the ECE-type estimates are lower bounds)"
 _RBS_NOTE = ("In the paper's three arms the bound is loose (the RBS is several times CE_2) and cannot fail; the "
-             "sharp arm, 96% accurate and underconfident, keeps the refinement small so the bound is tight and a "
+             "sharp arm, highly accurate and underconfident, keeps the refinement small so the bound is tight and a "
              "small test set's noise could break it. The paper shows the bound on its arms only.")
 
 def rbs_bound_claim(
