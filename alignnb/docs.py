@@ -88,7 +88,7 @@ def _skipped(rel: Path) -> bool:
     return any(part.startswith(("_", ".")) for part in rel.parts)
 
 def _page_notebooks(nbs_path: Path) -> list[str]:
-    "Every page under `nbs_path`, as a path relative to it (`20_smoothdp/00_max.ipynb`)."
+    "Every page under `nbs_path`, as a path relative to it (`20_smoothdp/00_smoothed_max.ipynb`)."
     nbs_path = Path(nbs_path)
     rels = (p.relative_to(nbs_path) for p in nbs_path.rglob("*.ipynb"))
     return sorted(str(r.as_posix()) for r in rels if not _skipped(r))
