@@ -135,7 +135,7 @@ def compare_per_document(
 def mean_comparison(
     per_document: dict,  # `compare_per_document`'s output
 ) -> dict:  # name -> {"bits", "rel_error", measures..., "ratio_vs_8bit"}
-    "Means over the documents, and each method's size ratio against 8-bit absmax (total sizes)."
+    "Means over the documents, and each method's size ratio against 8-bit absmax (of the mean bits)."
     rows = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in per_document.items()}
     for row in rows.values(): row["ratio_vs_8bit"] = rows["absmax 8-bit"]["bits"] / row["bits"]
     return rows

@@ -299,7 +299,7 @@ def _minilm_numbers(ex: CacheGenExperimentResult) -> dict:
 
 # %% ../../nbs/30_cachegen/09_experiments.ipynb #2c5952e6
 def _size_ratio(sizes: np.ndarray) -> float:  # sizes (documents, 2): 8-bit bits, CacheGen bits per document
-    "How many times smaller the CacheGen cache of these documents is than their 8-bit one (ratio of the totals)."
+    "How many times smaller the CacheGen cache of these equally long documents is than their 8-bit one (totals)."
     return float(sizes[:, 0].sum() / sizes[:, 1].sum())
 
 def _sizes(lm: SmallLMResult, method: str) -> np.ndarray:  # (documents, 2)
