@@ -279,24 +279,21 @@ def from_dict(cls: Claim, d: dict) -> Claim:
 # %% ../nbs/00_core.ipynb #1332c519
 @dataclass
 class Result:
-    "What a `reproduce` run found: the paper's claim, our figures, and the verdict."
-    method: str  # module name of the method, e.g. `"smoothdp"`
-    claim: str  # the paper's claim in one sentence
-    paper: str  # the paper's figure, as text
-    ours: dict = field(default_factory=dict)  # figures we measured, name -> number or text
-    passed: bool = False  # whether the claim held at our scale, decided by `criterion`
-    criterion: str = ""  # the test that decides `passed`
+    "What a `reproduce` run found: the paper's claims, our estimates with intervals, and the verdicts."
+    method: str  # package name of the method, e.g. `"smoothdp"`
+    claim: str  # the paper's headline in one sentence
+    paper: str  # the paper's figures, as text
+    ours: dict = field(default_factory=dict)  # supporting figures we measured, name -> number or text
     seconds: float | None = None  # wall time of the reproduction
     figures: list = field(default_factory=list)  # paths of the saved plots
-    claims: list = field(default_factory=list)  # the `Claim`s measured; when given, they decide `verdict`
+    claims: list = field(default_factory=list)  # the `Claim`s measured; they decide `verdict`
 
     def __post_init__(self):
-        for name in ("method", "claim", "paper", "criterion"):
+        for name in ("method", "claim", "paper"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"Result.{name} must be a str, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.ours, dict):
             raise TypeError(f"Result.ours must be a dict, got {type(self.ours).__name__}")
-        self.passed = bool(self.passed)
         self.figures = [str(f) for f in self.figures]
         self.claims = [c if isinstance(c, Claim) else Claim.from_dict(c) for c in self.claims]
 
@@ -304,8 +301,7 @@ class Result:
 @patch(as_prop=True)
 def verdict(self: Result) -> str:
     "From the claims: `not held` if any is, else `not resolved` if any is, else `held`."
-    if not self.claims: return "held" if self.passed else "not held"
-    verdicts = {c.verdict for c in self.claims}
+    verdicts = {c.verdict for c in self.claims} or {"not resolved"}  # no claim: nothing was decided
     return next(v for v in ("not held", "not resolved", "held") if v in verdicts)
 
 # %% ../nbs/00_core.ipynb #7ead0aee
@@ -332,7 +328,7 @@ def to_json(self: Result, indent: int | None = 2) -> str:
 def from_dict(cls: Result, d: dict) -> Result:
     "Rebuild a record from `to_dict`'s output; unknown keys are an error."
     names = {f.name for f in dataclasses.fields(cls)}
-    d = {k: v for k, v in d.items() if k != "verdict"}
+    d = {k: v for k, v in d.items() if k not in ("verdict", "passed", "criterion")}  # derived, or fields of old files
     unknown = set(d) - names
     if unknown: raise ValueError(f"unknown Result fields {sorted(unknown)}; known: {sorted(names)}")
     return cls(**d)
@@ -353,7 +349,7 @@ def _repr_markdown_(self: Result) -> str:
     rows += [(f"ours: {k}", _format_value(v)) for k, v in self.ours.items()]
     rows += [(f"claim: {c.name}", f"{_format_value(c.estimate)} [{_format_value(c.low)}, {_format_value(c.high)}]"
               f" ({c.interval}); {c.rule}: **{c.verdict}**") for c in self.claims]
-    rows += [("verdict", f"**{self.verdict}**"), ("criterion", self.criterion)]
+    rows += [("verdict", f"**{self.verdict}**")]
     if self.seconds is not None: rows.append(("seconds", f"{self.seconds:.1f}"))
     rows += [("figure", f"`{f}`") for f in self.figures]
     return "| | |\n|---|---|\n" + "\n".join(f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in rows)

@@ -115,7 +115,7 @@ def _rows(run: MethodRun) -> list[list[str]]:
     "One table row per claim of `run` (a summary row when there are several), without the seconds."
     res = run.result
     if res is None: return [[run.name, "", "", "", "", "error", run.error.strip().splitlines()[-1]]]
-    if not res.claims: return [[run.name, res.claim, res.ours_text(), "", res.criterion, res.verdict, res.paper]]
+    if not res.claims: return [[run.name, res.claim, res.ours_text(), "", "no claim", res.verdict, res.paper]]
     def interval(c): return f"[{_format_value(c.low)}, {_format_value(c.high)}] {c.level:.0%} {c.interval}"
     rows = [[run.name, c.name, _format_value(c.estimate), interval(c), c.rule, c.verdict, c.paper] for c in res.claims]
     if len(rows) > 1: rows.append([run.name, "(all claims)", "", "", "", res.verdict, ""])

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from alignnb.core import Result, seed_everything
+from alignnb.core import Claim, Result, seed_everything
 
 
 def make_result(**kw):
     base = dict(method="toy", claim="Sorting is idempotent.", paper="sort(sort(x)) == sort(x)",
                 ours={"n": np.int64(5), "mean": np.float32(0.25), "vector": torch.tensor([1.0, 2.0]),
                       "label": "ok", "flag": np.bool_(True)},
-                passed=np.bool_(True), criterion="all equal", seconds=1.25, figures=["a.png"])
+                claims=[Claim("idempotent", "sort(sort(x)) == sort(x) on every input tried", "always",
+                              np.float64(1.0), 1.0, 1.0, np.float32(0.5), level=1.0, interval="exact")],
+                seconds=1.25, figures=["a.png"])
     base.update(kw)
     return Result(**base)
 
@@ -23,7 +25,8 @@ def test_json_round_trip_gives_plain_python_values():
     text = r.to_json()
     data = json.loads(text)  # valid JSON, readable by anything
     assert data["ours"] == {"n": 5, "mean": 0.25, "vector": [1.0, 2.0], "label": "ok", "flag": True}
-    assert data["passed"] is True and type(data["ours"]["n"]) is int
+    assert data["verdict"] == "held" and type(data["ours"]["n"]) is int
+    assert data["claims"][0]["verdict"] == "held" and type(data["claims"][0]["threshold"]) is float
     back = Result.from_json(text)
     assert back.to_dict() == data
     assert back.method == "toy" and back.figures == ["a.png"] and back.seconds == 1.25
@@ -44,7 +47,8 @@ def test_from_dict_rejects_unknown_fields():
 
 
 def test_markdown_rendering_is_a_table_with_every_figure():
-    r = make_result(passed=False, claim="a | b")
+    miss = Claim("idempotent", "s", "always", 0.0, 0.0, 0.0, 0.5, level=1.0, interval="exact")
+    r = make_result(claims=[miss], claim="a | b")
     md = r._repr_markdown_()
     lines = md.splitlines()
     assert lines[1] == "|---|---|"

@@ -26,16 +26,18 @@ def dummy_module(tmp_path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from alignnb.core import Result, save_figure
+        from alignnb.core import Claim, Result, save_figure
         def reproduce(quick=True, out=None):
             "The mean of 1..n is (n + 1) / 2."
             n = 10 if quick else 1000
             mean = sum(range(1, n + 1)) / n
             fig, ax = plt.subplots(); ax.plot(range(n))
             path = save_figure(fig, "dummy_line.png", out)
+            error = abs(mean - (n + 1) / 2)
+            exact = Claim("mean_error", "the mean of 1..n is (n+1)/2", "0", error, error, error, threshold=1e-9,
+                          direction="below", level=1.0, interval="exact")
             return Result(method="dummy_method", claim="mean of 1..n is (n+1)/2", paper=str((n + 1) / 2),
-                          ours={"n": n, "mean": mean}, passed=mean == (n + 1) / 2, criterion="exact equality",
-                          figures=[path])
+                          ours={"n": n, "mean": mean}, claims=[exact], figures=[path])
     '''))
     (mod / "exploding_method.py").write_text("def reproduce(quick=True):\n    raise ValueError('boom')\n")
     return mod
@@ -54,7 +56,7 @@ def test_run_with_a_registered_dummy_method(tmp_path, dummy_module):
     header = p.stdout.splitlines()[0].split()
     assert header == ["method", "claim", "ours", "interval", "rule", "verdict", "paper", "seconds"]
     row = next(l for l in p.stdout.splitlines() if l.startswith("dummy_method"))
-    assert "held" in row and "mean=5.5" in row
+    assert row.split()[:3] == ["dummy_method", "mean_error", "0"] and "held" in row and "exact" in row
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert summary["quick"] is True
     (entry,) = summary["methods"]
