@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from alignnb.calibration.experiments import (
-    DigitsRow, DigitsStudy, Estimators, RegressionStudy, SharpBoundArm, SimulationArm, SimulationConfig,
-    SimulationStudy, TrueCalibrationErrors, _max_relative_bias, ece_bias_claims, improvement_claims,
-    rbs_bound_claim, real_data_claims, simulation_study)
+    DigitsRow, DigitsStudy, RegressionStudy, _max_relative_bias, ece_bias_claims, improvement_claims,
+    rbs_bound_claim, real_data_claims)
+from alignnb.calibration.simulation import (
+    Estimators, SharpBoundArm, SimulationArm, SimulationConfig, SimulationStudy, TrueCalibrationErrors,
+    simulation_study)
 
 SIZES = (100, 1000, 10000)
 

@@ -1,4 +1,4 @@
-"""The reproduction of Gruber & Buettner's claims: a simulated classifier with a known calibration map, the estimators against the truth over test sizes, real classifiers on the digits data, and a variance regression scored by Dawid-Sebastiani.
+"""The reproduction of Gruber & Buettner's claims: the simulation study against a known truth, real classifiers on the digits data, and a variance regression scored by Dawid-Sebastiani, each claim with its interval and verdict.
 
 Docs: https://alignnb.github.io/alignnb/40_calibration/experiments.html.md"""
 
@@ -8,283 +8,25 @@ Docs: https://alignnb.github.io/alignnb/40_calibration/experiments.html.md"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fastcore.basics import patch
 
-from ..core import Claim, Result, normal_interval, plot_style, progress, save_figure, timed
+from ..core import Claim, Result, normal_interval, plot_style, save_figure, timed
 from .scores import (
-    _mass_bins, binned_calibration_error, brier_score, calibration_improvement, dawid_sebastiani_score,
-    kde_calibration_error, log_score, root_brier_upper_bound, softmax)
+    binned_calibration_error, calibration_improvement, dawid_sebastiani_score, softmax)
+from alignnb.calibration.simulation import (
+    SimulationArm, SimulationConfig, SimulationStudy, _plot_estimates, _plot_improvements, _plot_sharp_bound,
+    simulation_study)
 from alignnb.calibration.recalibration import (
     EnsembleTemperatureScaling, IsotonicCalibration, MatrixScaling, TemperatureScaling, VectorScaling,
     reliability_diagram)
 
 # %% auto #0
-__all__ = ['SimulatedClassifier', 'simulate_calibration', 'TrueCalibrationErrors', 'true_calibration_errors', 'SimulationConfig',
-           'Estimators', 'SimulationArm', 'SharpBoundArm', 'SimulationStudy', 'simulation_study', 'DigitsConfig',
-           'DigitsRow', 'DigitsStudy', 'digits_study', 'RegressionConfig', 'RegressionStudy',
+__all__ = ['DigitsConfig', 'DigitsRow', 'DigitsStudy', 'digits_study', 'RegressionConfig', 'RegressionStudy',
            'variance_regression_study', 'ReproductionConfig', 'CalibrationStudies', 'ece_bias_claims',
            'rbs_bound_claim', 'improvement_claims', 'real_data_claims', 'reproduce']
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #e89069ec
-@dataclass
-class SimulatedClassifier:
-    "A simulated classifier with its known calibration map."
-    logits: np.ndarray  # (N, C) model logits m * z
-    probs: np.ndarray  # (N, C) model predictions P = softmax(m z)
-    labels: np.ndarray  # (N,) labels drawn from Q
-    true_probs: np.ndarray  # (N, C) the calibration map Q = softmax(z) (11)
-    miscalibration: float  # m
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #fc1da27b
-def simulate_calibration(
-    n: int,  # N, samples
-    n_classes: int = 10,  # C
-    miscalibration: float = 1.0,  # m: 1 calibrated, 1.5 mediocre, 2.5 bad (overconfident)
-    seed: int = 0,  # NumPy seed
-    logit_scale: float = 2.0,  # sigma of the logistic-normal logits
-) -> SimulatedClassifier:
-    "Draw a logistic-normal classifier sample whose calibration map is known (11)."
-    if n < 1 or n_classes < 2: raise ValueError(f"need n >= 1 and n_classes >= 2, got n={n}, n_classes={n_classes}")
-    if not miscalibration > 0: raise ValueError(f"miscalibration must be positive, got {miscalibration}")
-    rng = np.random.default_rng(seed)
-    z = logit_scale * rng.standard_normal((n, n_classes))  # (N, C)
-    q = softmax(z)
-    labels = np.minimum((q.cumsum(1) < rng.random((n, 1))).sum(1), n_classes - 1)  # inverse-CDF sampling from Q
-    return SimulatedClassifier(miscalibration * z, softmax(miscalibration * z), labels, q, miscalibration)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #e5979f0d
-@dataclass
-class TrueCalibrationErrors:
-    "Population calibration errors of a simulated classifier."
-    brier: float  # CE_2^2 = E ||P - Q||^2 (4)
-    ce2: float  # CE_2
-    log: float  # E KL(Q || P), the log-score calibration error
-    top_l1: float  # top-label L1 error (the quantity the ECE estimates)
-    top_l2: float  # top-label L2 error
-    refinement: float  # E G(Q) = E (1 - ||Q||^2) (4); by (2) the population RBS is sqrt(brier + refinement)
-    mc_se_brier: float  # Monte Carlo standard error of `brier`
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #b1bb6057
-def true_calibration_errors(
-    n_classes: int = 10,  # C
-    miscalibration: float = 1.0,  # m
-    temperature: float = 1.0,  # T of a temperature scaling applied to the model: P = softmax(m z / T)
-    n_samples: int = 1_000_000,  # size of the label-free Monte Carlo sample
-    seed: int = 123_456,  # seed of that sample
-    logit_scale: float = 2.0,  # sigma, as in `simulate_calibration`
-) -> TrueCalibrationErrors:
-    "Population calibration errors of the simulated classifier, from a large label-free sample."
-    s = simulate_calibration(n_samples, n_classes, miscalibration / temperature, seed, logit_scale)
-    P, Q = s.probs, s.true_probs
-    d2 = ((P - Q) ** 2).sum(1)  # (4)
-    kl = (Q * (np.log(np.maximum(Q, 1e-300)) - np.log(np.maximum(P, 1e-300)))).sum(1)
-    pred = P.argmax(1)
-    conf, q_top = P[np.arange(len(P)), pred], Q[np.arange(len(P)), pred]
-    idx = _mass_bins(conf, 2000)
-    cnt = np.bincount(idx)
-    gap = (np.bincount(idx, conf) - np.bincount(idx, q_top)) / cnt  # confidence - E[Q_top | bin], noise-free
-    w = cnt / cnt.sum()
-    return TrueCalibrationErrors(brier=float(d2.mean()), ce2=float(math.sqrt(d2.mean())), log=float(kl.mean()),
-                                 top_l1=float((w * np.abs(gap)).sum()), top_l2=float(math.sqrt((w * gap**2).sum())),
-                                 refinement=float((1 - (Q * Q).sum(1)).mean()),
-                                 mc_se_brier=float(d2.std() / math.sqrt(len(d2))))
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #22637a84
-@dataclass
-class SimulationConfig:
-    "The simulation study: test sizes, test points per size and the sizes of the samples that give the truth."
-    sizes: tuple[int, ...]  # test-set sizes n; log-spaced, because the ECE's bias shrinks like n^(-1/2)
-    points_per_size: int  # test points at each size, split into test sets of n: the mean is equally precise at each n
-    min_repetitions: int  # at least this many test sets per size, so the largest sizes still show a spread
-    n_truth: int  # label-free sample for the true errors; its Monte Carlo error must be far below the biases
-    n_classes: int = 10  # C; many classes make the ECE's small-n bias large, the regime the paper warns about
-    validation_size: int = 5000  # points to fit the temperature on, so T is close to the true 1/m-inverse
-    seed: int = 0  # base seed of the test sets, see `_test_seed`
-    miscalibrations: tuple[float, ...] = (1.0, 1.5, 2.5)  # m: calibrated, mediocre, bad, as in the paper
-    sharp_logit_scale: float = 30.0  # sigma of the sharp arm: highly accurate, refinement small, so (5) is tight
-    sharp_miscalibration: float = 0.1  # m of the sharp arm: underconfident, as label smoothing leaves a network
-
-    @classmethod
-    def quick(cls):
-        "Five sizes, 30 000 test points per size: enough to show every effect, too few to decide the small biases."
-        return cls(sizes=(100, 300, 1000, 3000, 10000), points_per_size=30_000, min_repetitions=30, n_truth=300_000)
-
-    @classmethod
-    def full(cls):
-        "Nine sizes from 100 to 10 000 (1000 among them), a million test points per size, a 2M-point truth."
-        return cls(sizes=tuple(int(n) for n in np.logspace(2, 4, 9).round()), points_per_size=1_000_000,
-                   min_repetitions=200, n_truth=2_000_000)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #d58697b3
-@patch
-def repetitions(
-    self: SimulationConfig,
-    n: int,  # the test-set size
-) -> int:  # test sets of that size
-    "Test sets drawn at size n: `points_per_size / n` rounded up, at least `min_repetitions`."
-    return max(self.min_repetitions, -(-self.points_per_size // n))
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #d7552899
-@dataclass
-class Estimators:
-    "One entry per estimator: a true value (float), or per test size the (repetitions(n),) estimates."
-    ece: float | list[np.ndarray]  # 15-bin top-label L1 ECE (8)
-    ece_debiased_l2: float | list[np.ndarray]  # Kumar et al.'s debiased L2 estimator (9)
-    kde: float | list[np.ndarray]  # the kernel estimator (10)
-    rbs: float | list[np.ndarray]  # the root Brier score (5); its truth is CE_2
-    d_brier: float | list[np.ndarray]  # Brier score difference (6) of temperature scaling
-    d_log: float | list[np.ndarray]  # log score difference (6) of temperature scaling
-    d_ece: float | list[np.ndarray]  # ECE difference of temperature scaling
-
-_ESTIMATORS = tuple(f.name for f in fields(Estimators))
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #8a18e143
-@dataclass
-class SimulationArm:
-    "The simulation study for one miscalibration m."
-    miscalibration: float  # m
-    temperature: float  # T fitted on the validation sample
-    truth: Estimators  # the true value of every estimator's target
-    estimates: Estimators  # per test size, the (repetitions(n),) estimates
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #c9a04e3b
-@dataclass
-class SharpBoundArm:
-    "The bound (5) where it is tight: a sharp, underconfident predictor's test-set RBS against its true CE_2."
-    logit_scale: float  # sigma of its logistic-normal logits
-    miscalibration: float  # its m < 1
-    truth: TrueCalibrationErrors  # CE_2, and the refinement that sets the bound's slack
-    rbs: list[np.ndarray]  # per test size, the (repetitions(n),) test-set root Brier scores
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #7db6a2c1
-@dataclass
-class SimulationStudy:
-    "Every arm of the simulation study and the config that produced it."
-    config: SimulationConfig  # sizes, test points, ...
-    arms: dict[float, SimulationArm]  # m -> its arm
-    sharp: SharpBoundArm  # the arm where the bound (5) is tight
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #844f1b0f
-def _estimates(s: SimulatedClassifier, T: float) -> Estimators:
-    "Every estimator on one simulated test set, the differences for a temperature scaling by T."
-    pT = softmax(s.logits / T)
-    ece = binned_calibration_error(s.probs, s.labels)
-    return Estimators(
-        ece=ece, ece_debiased_l2=binned_calibration_error(s.probs, s.labels, norm="l2", debias=True),
-        kde=kde_calibration_error(s.probs, s.labels), rbs=root_brier_upper_bound(s.probs, s.labels),
-        d_brier=brier_score(s.probs, s.labels).mean - brier_score(pT, s.labels).mean,
-        d_log=log_score(s.logits, s.labels, True).mean - log_score(s.logits / T, s.labels, True).mean,
-        d_ece=ece - binned_calibration_error(pT, s.labels))
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #dfd51bfe
-def _test_seed(cfg: SimulationConfig, i: int, r: int, offset: int = 0) -> int:
-    "Seed of test set r at size index i: blocks of a million per size, far from the validation and truth seeds."
-    return cfg.seed + 1_000_000 * (i + 1) + offset + r
-
-def _simulation_arm(cfg: SimulationConfig, m: float) -> SimulationArm:
-    "Fit T on validation data, compute the truth before and after it, and run every estimator at every size."
-    val = simulate_calibration(cfg.validation_size, cfg.n_classes, m, seed=10_000 + int(10 * m))
-    T = TemperatureScaling().fit(val.logits, val.labels).temperature
-    tr = true_calibration_errors(cfg.n_classes, m, n_samples=cfg.n_truth)
-    trT = true_calibration_errors(cfg.n_classes, m, T, n_samples=cfg.n_truth)
-    est = Estimators(*([] for _ in _ESTIMATORS))
-    for i, n in enumerate(progress(cfg.sizes, desc=f"m={m}", leave=False)):
-        runs = [_estimates(simulate_calibration(n, cfg.n_classes, m, seed=_test_seed(cfg, i, r)), T)
-                for r in range(cfg.repetitions(n))]
-        for k in _ESTIMATORS: getattr(est, k).append(np.array([getattr(e, k) for e in runs]))
-    truth = Estimators(ece=tr.top_l1, ece_debiased_l2=tr.top_l2, kde=tr.top_l1, rbs=tr.ce2,
-                       d_brier=tr.brier - trT.brier, d_log=tr.log - trT.log, d_ece=tr.top_l1 - trT.top_l1)
-    return SimulationArm(m, T, truth, est)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #2569a769
-def _sharp_bound_arm(cfg: SimulationConfig) -> SharpBoundArm:
-    "Test-set root Brier scores of the sharp predictor at every size, with its true CE_2 and refinement."
-    sigma, m = cfg.sharp_logit_scale, cfg.sharp_miscalibration
-    truth = true_calibration_errors(cfg.n_classes, m, n_samples=cfg.n_truth, logit_scale=sigma)
-    rbs = []
-    for i, n in enumerate(progress(cfg.sizes, desc="sharp", leave=False)):
-        sims = (simulate_calibration(n, cfg.n_classes, m, _test_seed(cfg, i, r, 500_000), sigma)
-                for r in range(cfg.repetitions(n)))
-        rbs.append(np.array([root_brier_upper_bound(s.probs, s.labels) for s in sims]))
-    return SharpBoundArm(sigma, m, truth, rbs)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #0a57cd81
-def simulation_study(
-    config: SimulationConfig,  # sizes, test points, truth sample, classes
-) -> SimulationStudy:  # one arm per miscalibration m, and the sharp arm
-    "Estimates against the truth over test sizes for each m, the improvement of temperature scaling, the tight bound."
-    arms = {m: _simulation_arm(config, m) for m in progress(config.miscalibrations, desc="simulation arms")}
-    return SimulationStudy(config, arms, _sharp_bound_arm(config))
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #08eafdf0
-def _plot_band(ax, sizes, arm: SimulationArm, name: str, label: str) -> None:
-    "Mean estimate over test sets with its 10-90% band, and the truth dashed, in one colour."
-    e = getattr(arm.estimates, name)  # per size, (repetitions(n),)
-    line, = ax.plot(sizes, [x.mean() for x in e], "o-", ms=3, label=label)
-    lo, hi = ([np.percentile(x, q) for x in e] for q in (10, 90))
-    ax.fill_between(sizes, lo, hi, color=line.get_color(), alpha=0.15)
-    ax.axhline(getattr(arm.truth, name), color=line.get_color(), ls="--", lw=1)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #a8826b6f
-def _plot_estimates(study: SimulationStudy, out) -> str:
-    "Top-label estimators (top row) and the RBS bound (bottom row) against test size, one column per m."
-    import matplotlib.pyplot as plt
-    sizes = study.config.sizes
-    top = (("ece", "ECE (15 bins, L1)"), ("kde", "KDE (L1)"), ("ece_debiased_l2", "debiased L2 (Kumar)"))
-    with plot_style():
-        fig, axs = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True)
-        for j, (m, arm) in enumerate(study.arms.items()):
-            for ax, keys in ((axs[0, j], top), (axs[1, j], (("rbs", "root Brier score"),))):
-                for k, lab in keys: _plot_band(ax, sizes, arm, k, lab)
-            axs[1, j].axhline(arm.truth.rbs, color="k", ls=":", lw=1.5, label="true CE$_2$ (RBS bounds it)")
-            axs[1, j].set_ylim(0, None)
-            axs[1, j].set(xscale="log", xlabel="test size n")
-            axs[0, j].set(xscale="log", title=f"m = {m}: mean, 10-90% band; dashed: truth")
-        axs[0, 0].set_ylabel("top-label estimate")
-        axs[1, 0].set_ylabel("CE$_2$ bound")
-        axs[0, 0].legend(fontsize=8)
-        axs[1, 0].legend(fontsize=8, loc="lower right")
-        plt.tight_layout()
-        return save_figure(fig, "calibration_estimates_vs_n.png", out)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #c61d97f1
-def _plot_improvements(study: SimulationStudy, out) -> str:
-    "Estimated CE reduction of temperature scaling against test size: score differences and the ECE difference."
-    import matplotlib.pyplot as plt
-    keys = (("d_brier", "Brier score difference"), ("d_log", "log score difference"), ("d_ece", "ECE difference"))
-    with plot_style():
-        fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
-        for ax, m in zip(axs, (1.5, 2.5)):
-            arm = study.arms[m]
-            for k, lab in keys: _plot_band(ax, study.config.sizes, arm, k, lab)
-            ax.set(xscale="log", xlabel="test size n", ylabel="estimated CE reduction",
-                   title=f"temperature scaling, m = {m} (T = {arm.temperature:.2f})")
-        axs[0].legend(fontsize=8)
-        plt.tight_layout()
-        return save_figure(fig, "calibration_improvement_vs_n.png", out)
-
-# %% ../../nbs/40_calibration/09_experiments.ipynb #9196d006
-def _plot_sharp_bound(study: SimulationStudy, out) -> str:
-    "The sharp arm: test-set RBS against test size (mean, 2.5-97.5% band), the population RBS and the true CE_2."
-    import matplotlib.pyplot as plt
-    sh, sizes = study.sharp, study.config.sizes
-    with plot_style():
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        line, = ax.plot(sizes, [x.mean() for x in sh.rbs], "o-", ms=3, label="test-set RBS (mean)")
-        lo, hi = ([np.percentile(x, q) for x in sh.rbs] for q in (2.5, 97.5))
-        ax.fill_between(sizes, lo, hi, color=line.get_color(), alpha=0.15, label="2.5-97.5% of test sets")
-        ax.axhline(math.sqrt(sh.truth.brier + sh.truth.refinement), color=line.get_color(), ls="--", lw=1,
-                   label="population RBS")
-        ax.axhline(sh.truth.ce2, color="k", ls=":", lw=1.5, label="true CE$_2$")
-        ax.set(xscale="log", xlabel="test size n", ylabel="CE$_2$ bound",
-               title=f"sharp arm: sigma = {sh.logit_scale:g}, m = {sh.miscalibration:g}")
-        ax.legend(fontsize=8)
-        plt.tight_layout()
-        return save_figure(fig, "calibration_rbs_tight_bound.png", out)
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #33212236
 @dataclass
