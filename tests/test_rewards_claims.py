@@ -97,3 +97,23 @@ def test_crossed_weights_are_distributions_and_row_zero_is_the_sample():
     np.testing.assert_allclose(prompts.sum(1), 1)
     np.testing.assert_allclose(seeds[0], 1 / 3)
     assert len({tuple(r) for r in prompts[1:]}) > 50  # resamples differ
+
+
+def test_few_seeds_get_a_t_interval_over_per_seed_estimates():
+    from alignnb.rewards.experiments import _MIN_BOOTSTRAP_SEEDS, _claim
+    runs = noisy_runs(0.1, seeds=2)
+    def gap(w): return _matched_kl_gap(runs, "win rate", 1, (0.1,), np.full(PROMPTS, 0.5), w)
+    bootstrap = _bootstrap_claim("one_property_win_rate_at_matched_kl", gap(_crossed_weights(2, PROMPTS, 2000)),
+                                 "above", "two seeds")
+    assert bootstrap.verdict == "held"  # resampling two seeds and 21 prompts claims too much
+    claim = _claim("one_property_win_rate_at_matched_kl", gap, "above", 2, PROMPTS, 2000)
+    assert claim.interval.startswith("Student's t") and claim.verdict == "not resolved"
+    assert claim.estimate == pytest.approx(bootstrap.estimate)
+    assert _MIN_BOOTSTRAP_SEEDS > 2
+    many = noisy_runs(0.1, seeds=_MIN_BOOTSTRAP_SEEDS)
+    resampled = _claim("one_property_win_rate_at_matched_kl",
+                       lambda w: _matched_kl_gap(many, "win rate", 1, (0.1,), np.full(PROMPTS, 0.5), w), "above",
+                       _MIN_BOOTSTRAP_SEEDS, PROMPTS, 2000)
+    assert resampled.interval.startswith("crossed bootstrap") and resampled.verdict == "held"
+    with pytest.raises(ValueError, match="2 seeds"):
+        _claim("one_property_win_rate_at_matched_kl", gap, "above", 1, PROMPTS, 100)
