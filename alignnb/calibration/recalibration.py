@@ -45,6 +45,16 @@ def _lbfgs(params: list, loss_fn, max_iter: int = 200) -> float:
     with torch_threads(1):  # validation-sized problems: thread hand-offs cost more than they save (10x on 2 cores)
         return float(opt.step(closure).detach())
 
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #bf4aa33d
+def _check_fitted(recalibrator, n_classes: int) -> None:
+    "Raise sklearn's `NotFittedError` before `fit`, and a `ValueError` for logits of another class count."
+    from sklearn.exceptions import NotFittedError
+    name = type(recalibrator).__name__
+    fitted = getattr(recalibrator, "n_classes_", None)
+    if fitted is None: raise NotFittedError(f"this {name} is not fitted yet: call fit(logits, labels) first")
+    if n_classes != fitted:
+        raise ValueError(f"logits have {n_classes} classes, but this {name} was fitted on {fitted}")
+
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #b999b38b
 class LogitRecalibrator:
     "Base class: `fit(logits, labels)` by NLL, `predict_proba(logits)`, and an `injective` flag."
@@ -53,11 +63,13 @@ class LogitRecalibrator:
         "Fit the map to validation logits (N, C) and labels (N,) by minimising the NLL."
         z, y = _fit_inputs(logits, labels)
         self._fit(z, y)
+        self.n_classes_ = z.shape[1]  # sklearn's convention: set by fit, checked by predict_proba
         return self
     def predict_proba(self, logits) -> np.ndarray:
         "Recalibrated probabilities (N, C) for logits (N, C)."
         z = _to_numpy(logits, "logits")
         if z.ndim != 2: raise ValueError(f"logits must have shape (N, C), got {z.shape}")
+        _check_fitted(self, z.shape[1])
         check_probs(z, from_logits=True)
         with torch.no_grad(): return self._proba(torch.as_tensor(np.asarray(z, dtype=np.float64))).numpy()
 
