@@ -122,6 +122,13 @@ def _check_bandwidth(bandwidth, lengths_x: Tensor, lengths_y: Tensor, shape) -> 
         raise ValueError(f"bandwidth={bandwidth} leaves no path: lengths differ by up to {gap} (theta {tuple(shape)})")
     return int(bandwidth)
 
+# %% ../../nbs/20_smoothdp/02_dtw.ipynb #e16ec317
+def _border_safe_scale(theta: Tensor) -> float:
+    "1, or max |θ| when a path's cost could come near the border value `BIG` (then the DP runs on θ / max |θ|)."
+    B, m, n = theta.shape
+    largest = float(theta.detach().abs().max())
+    return 1.0 if largest * (m + n) < 1e-3 * BIG else largest
+
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #6d000c57
 def dtw(
     theta: Tensor,  # (B, m, n) cost matrices θ_ij
@@ -143,7 +150,9 @@ def dtw(
     lengths_x = _check_lengths(lengths_x, B, m, "lengths_x", theta.device)
     lengths_y = _check_lengths(lengths_y, B, n, "lengths_y", theta.device)
     bandwidth = _check_bandwidth(bandwidth, lengths_x, lengths_y, theta.shape)
-    return _DTW.apply(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
+    scale = _border_safe_scale(theta)
+    if scale == 1.0: return _DTW.apply(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
+    return scale * _DTW.apply(theta / scale, lengths_x, lengths_y, omega, gamma / scale, bandwidth)  # see above
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #dc770bbf
 def dtw_alignment(
