@@ -75,6 +75,7 @@ def _call_reproduce(fn: Callable, quick: bool, out: Path) -> Result:
     return result
 
 def _collect_figures(result: Result, folder: Path) -> None:
+    "Copy `result`'s plots into `folder` and list them relative to its parent, the folder of `summary.json`."
     kept = []
     for f in map(Path, result.figures):
         if not f.exists(): raise FileNotFoundError(f"Result lists figure {f} but no such file exists")
@@ -82,7 +83,7 @@ def _collect_figures(result: Result, folder: Path) -> None:
         if f.resolve() != target.resolve():
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
-        kept.append(str(target))
+        kept.append(os.path.relpath(target, folder.parent))
     result.figures = kept
 
 # %% ../nbs/99_reproduce.ipynb #f7925137
