@@ -20,7 +20,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['ALIGNNB_COLORS', 'VERDICTS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress_label',
            'progress', 'plot_rcparams', 'plot_style', 'figure_dir', 'save_figure', 'Claim', 'normal_interval',
-           'bootstrap_interval', 'Result', 'timed']
+           'bootstrap_interval', 'crossed_resamples', 'crossed_bootstrap', 'Result', 'timed']
 
 # %% ../nbs/00_core.ipynb #d2a34864
 def seed_everything(
@@ -259,6 +259,56 @@ def from_samples(
     "A claim whose estimate and interval come from a percentile bootstrap over `values`."
     estimate, low, high = bootstrap_interval(values, statistic, level, seed=seed)
     interval = f"bootstrap over {len(values)} {unit}"
+    return cls(name, statement, paper, estimate, low, high, threshold, direction, level, interval, note)
+
+# %% ../nbs/00_core.ipynb #f85584b4
+def crossed_resamples(
+    values,  # (K, N, ...) array-like: K draws of one factor (seeds), each scored on the same N units (prompts)
+    statistic=lambda v: v.mean((0, 1)),  # maps a (K, N, ...) array to a number or an array
+    n_resamples: int = 2000,  # bootstrap resamples
+    seed: int = 0,  # seed of the resampling; the same seed draws the same indices for tables of the same (K, N)
+) -> np.ndarray:  # (n_resamples, ...) the statistic of each resample
+    "Bootstrap replicates of a crossed design: the first two axes are resampled independently."
+    values = np.asarray(values, dtype=float)
+    if values.ndim < 2 or min(values.shape[:2]) < 1 or max(values.shape[:2]) < 2:
+        raise ValueError(f"values needs shape (K, N, ...) with K, N >= 1 and one of them >= 2, got {values.shape}")
+    if not np.isfinite(values).all(): raise ValueError("values holds NaN or inf")
+    if n_resamples < 2: raise ValueError(f"n_resamples must be >= 2, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    K, N = values.shape[:2]
+    return np.stack([np.asarray(statistic(values[rng.integers(0, K, K)][:, rng.integers(0, N, N)]), dtype=float)
+                     for _ in range(n_resamples)])
+
+# %% ../nbs/00_core.ipynb #68f73738
+def crossed_bootstrap(
+    values,  # (K, N, ...) array-like, see `crossed_resamples`
+    statistic=lambda v: v.mean((0, 1)),  # maps a (K, N, ...) array to a number
+    level: float = 0.95,  # two-sided coverage of the percentile interval
+    n_resamples: int = 2000,  # bootstrap resamples
+    seed: int = 0,  # seed of the resampling
+) -> tuple[float, float, float]:  # (estimate on all units, low, high)
+    "Percentile interval of `statistic` under the crossed bootstrap of `crossed_resamples`."
+    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
+    stats = crossed_resamples(values, statistic, n_resamples, seed)
+    if stats.ndim != 1: raise ValueError(f"statistic must return a number, got shape {stats.shape[1:]}")
+    low, high = np.quantile(stats, [0.5 - level / 2, 0.5 + level / 2])
+    return float(statistic(np.asarray(values, dtype=float))), float(low), float(high)
+
+# %% ../nbs/00_core.ipynb #4a1c33c2
+@patch(cls_method=True)
+def from_crossed(
+    cls: Claim,
+    name: str, statement: str, paper: str,  # as in `Claim`
+    values,  # (K, N, ...) see `crossed_resamples`
+    threshold: float, direction: str = "above",  # the decision rule
+    statistic=lambda v: v.mean((0, 1)), level: float = 0.95, seed: int = 0,  # passed to `crossed_bootstrap`
+    units: tuple[str, str] = ("seeds", "units"),  # what the first two axes are, for the interval's description
+    note: str = "",  # see `Claim.note`
+) -> Claim:
+    "A claim whose estimate and interval come from a crossed bootstrap over the first two axes of `values`."
+    estimate, low, high = crossed_bootstrap(values, statistic, level, seed=seed)
+    K, N = np.shape(values)[:2]
+    interval = f"crossed bootstrap over {K} {units[0]} x {N} {units[1]}"
     return cls(name, statement, paper, estimate, low, high, threshold, direction, level, interval, note)
 
 # %% ../nbs/00_core.ipynb #90fd22ce
