@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'SEGMENT_OPEN', 'SEGMENT_CLOSE', 'NER_SAMPLE_SIZES', 'clean_prose',
-           'python_docs_corpus', 'train_valid_split', 'Sentence', 'entity_spans', 'ner_corpus', 'entity_texts',
-           'iob1_to_iob2', 'read_conll', 'conll_text', 'write_conll', 'warped_series', 'segment_task',
-           'data_samples_dir', 'write_ner_samples']
+__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'SEGMENT_OPEN', 'SEGMENT_CLOSE', 'NER_SAMPLE_SIZES', 'CIFAR_RECORDS',
+           'clean_prose', 'python_docs_corpus', 'train_valid_split', 'Sentence', 'entity_spans', 'ner_corpus',
+           'entity_texts', 'iob1_to_iob2', 'read_conll', 'conll_text', 'write_conll', 'warped_series', 'segment_task',
+           'data_samples_dir', 'write_ner_samples', 'CifarRecord', 'cifar_records']
 
 # %% ../nbs/01_data.ipynb #31da0d9a
 _RULE_LINE = re.compile(r"[*=\-~^#+_.]{3,}")  # heading underlines and horizontal rules
@@ -539,3 +539,73 @@ def write_ner_samples(
     folder = data_samples_dir(out) / "ner"
     return [write_conll(ner_corpus(n, seed=seed, domain=domain, split=split), folder / f"{domain}_{split}.conll")
             for domain in NER_DOMAINS for split, n in NER_SAMPLE_SIZES.items()]
+
+# %% ../nbs/01_data.ipynb #12dbb8fe
+import numpy as np
+
+# %% ../nbs/01_data.ipynb #1ece4800
+CIFAR_RECORDS = {  # file stem in data_samples/cifar -> (network, data set, classes)
+    "lenet-5-cifar-10": ("LeNet-5", "CIFAR-10", 10),
+    "wideresnet-16-4-cifar-10": ("WideResNet-16-4", "CIFAR-10", 10),
+    "densenet-bc-100-cifar-100": ("DenseNet-BC-100", "CIFAR-100", 100),
+}
+
+# %% ../nbs/01_data.ipynb #d4d9a3d7
+@dataclass(eq=False)
+class CifarRecord:
+    "One network's softmax outputs on a CIFAR test set, with the true labels."
+    name: str  # the file stem, e.g. `"lenet-5-cifar-10"`
+    network: str  # e.g. `"LeNet-5"`
+    dataset: str  # `"CIFAR-10"` or `"CIFAR-100"`
+    probs: np.ndarray  # (N, C) float32 softmax outputs, rows on the simplex
+    labels: np.ndarray  # (N,) int64 true classes in [0, C)
+
+    def __repr__(self):
+        n, c = self.probs.shape
+        return f"CifarRecord({self.network} on {self.dataset}: {n} images, {c} classes)"
+
+# %% ../nbs/01_data.ipynb #4c0bea10
+@patch(as_prop=True)
+def logits(self: CifarRecord) -> np.ndarray:  # (N, C) float64
+    "Log-probabilities in float64: logits of the same predictions, for recalibration maps that take logits."
+    return np.log(self.probs.astype(np.float64))
+
+@patch(as_prop=True)
+def accuracy(self: CifarRecord) -> float:
+    "Share of test images whose arg-max class is the label."
+    return float((self.probs.argmax(1) == self.labels).mean())
+
+# %% ../nbs/01_data.ipynb #33c5235f
+def _check_cifar_arrays(name: str, probs: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
+    "Raise `ValueError` naming the record when its arrays are not N x C probabilities and N labels in [0, C)."
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ValueError(f"{name}: predictions must have shape (N, {n_classes}), got {probs.shape}")
+    if labels.shape != (probs.shape[0],):
+        raise ValueError(f"{name}: ground_truth must have shape ({probs.shape[0]},), got {labels.shape}")
+    if not np.isfinite(probs).all() or probs.min() < 0:
+        raise ValueError(f"{name}: predictions must be finite and non-negative")
+    dev = float(np.abs(probs.sum(1, dtype=np.float64) - 1).max())
+    if dev > 1e-4: raise ValueError(f"{name}: prediction rows must sum to 1, max |sum - 1| = {dev:.3g}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"{name}: ground_truth must be integers in [0, {n_classes}), "
+                         f"got dtype {labels.dtype}, range [{labels.min()}, {labels.max()}]")
+
+# %% ../nbs/01_data.ipynb #40d24959
+def cifar_records(
+    names: str | list[str] | None = None,  # file stems from `CIFAR_RECORDS`; None: all three, in its order
+    folder: str | Path | None = None,  # the data_samples folder (see `data_samples_dir`); files are in `folder/cifar/`
+) -> list[CifarRecord]:  # one record per name, in the order asked
+    "Load and check netcal's CIFAR softmax records from `data_samples/cifar/`."
+    if names is None: names = list(CIFAR_RECORDS)
+    if isinstance(names, str): names = [names]
+    unknown = [n for n in names if n not in CIFAR_RECORDS]
+    if unknown: raise ValueError(f"names must be among {list(CIFAR_RECORDS)}, got unknown {unknown}")
+    records = []
+    for name in names:
+        path = data_samples_dir(folder) / "cifar" / f"{name}.npz"
+        if not path.is_file(): raise FileNotFoundError(f"{path} is missing (data_samples/cifar/README.md says what it is)")
+        with np.load(path) as d: probs, labels = d["predictions"], d["ground_truth"]
+        network, dataset, n_classes = CIFAR_RECORDS[name]
+        _check_cifar_arrays(name, probs, labels, n_classes)
+        records.append(CifarRecord(name, network, dataset, probs, labels.astype(np.int64, copy=False)))
+    return records
