@@ -29,10 +29,13 @@ __all__ = ['ReproConfig', 'Evaluation', 'ArmRun', 'Sweep', 'reproduce']
 @dataclass
 class ReproConfig:
     "Hyperparameters of the reproduction: `quick()` is the notebook's run, `full()` the one of `--full`."
-    kl_coefs: tuple = (0.05, 0.2)  # gamma of the single-property arms: a loose leash (raw hacks) and a tight one
+    kl_coefs: tuple = (0.05, 0.2)  # gamma of both methods' single-property arms: a loose leash (raw hacks), a tight one
+    raw_only_kl_coefs: tuple = ()  # gammas for raw alone, more points on its curve (full: 0.5, between 0.2 and 1)
+    lsc_only_kl_coefs: tuple = ()  # gammas for LSC alone (full: 0.02, which carries LSC's curve past KL 10)
+    kl_grid: tuple = (4.0, 6.0, 8.0, 10.0)  # nats: where the two win-rate curves are compared, fixed before the run
     pair_kl_coefs: tuple = (0.2,)  # gamma of the two-property arms: the tight leash, where raw still over-reaches
     steps: int = 8  # RL steps: enough for raw rewards to start hacking at the loose gamma on 2 CPU cores
-    seeds: tuple = (0, 1)  # two quick, so that seed-to-seed variation enters every interval; eight full
+    seeds: tuple = (0, 1)  # two quick, so that seed-to-seed variation enters every interval; ten full
     lr: float = 10.0  # SGD on the logit bias (clipped): 8 steps reach the KL where the reward model breaks; 5 does not
     prompts_per_step: int = 4  # P: 16 samples a step, cheap on a CPU and enough prompts to average over
     samples_per_prompt: int = 4  # k, the RLOO group: the leave-one-out baseline needs k >= 2, more lowers its variance
@@ -41,7 +44,7 @@ class ReproConfig:
     quantile: float = 0.85  # q of r_ref (8), the public re-implementation's value
     method: str = "normal"  # r_ref from a fitted normal, as the public re-implementation
     max_new_tokens: int = 12  # as the committed reference samples
-    resamples: int = 2000  # bootstrap resamples per interval: enough for stable 2.5% and 97.5% quantiles
+    resamples: int = 2000  # bootstrap resamples per interval (full: 4000, for the 0.625% tails of a 4-KL Bonferroni)
     cpu_threads: int = 1  # tiny matrices: on a shared CPU one thread avoids synchronisation stalls (several x faster)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #6abe5cc7
@@ -53,8 +56,14 @@ def quick(cls: ReproConfig) -> ReproConfig:
 # %% ../../nbs/10_rewards/09_experiments.ipynb #6bbff0ad
 @patch(cls_method=True)
 def full(cls: ReproConfig) -> ReproConfig:
-    "The run of `--full`: eight seeds, 32 evaluation samples per held-out prompt (minutes on 2 cores)."
-    return cls(seeds=tuple(range(8)), eval_samples=32)
+    "The run of `--full`: ten seeds, four gammas a method, 32 evaluation samples per held-out prompt (minutes)."
+    return cls(kl_coefs=(0.05, 0.2, 1.0), raw_only_kl_coefs=(0.5,), lsc_only_kl_coefs=(0.02,),
+               seeds=tuple(range(10)), eval_samples=32, resamples=4000)
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #313a8740
+def _single_coefs(config: ReproConfig, how: str) -> tuple:
+    "The gammas of one method's single-property arms: the shared ones, then its own."
+    return config.kl_coefs + (config.raw_only_kl_coefs if how == "raw" else config.lsc_only_kl_coefs)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #58f4c8e2
 def _reference_rewards(task: RewardTask, models: dict, config: ReproConfig) -> tuple[dict, dict]:
@@ -179,7 +188,7 @@ def _run_arm(how, properties, kl_coef, seed, task, models, refs, scores, referen
 @dataclass
 class Sweep:
     "Every arm of a reproduction and what was measured beside them."
-    runs: list  # ArmRun of every (seed, properties, kl_coef, how), in that order
+    runs: list  # ArmRun of every (seed, properties, how, kl_coef), seeds outermost
     accuracy: dict  # property -> held-out pairwise accuracy of its reward model, mean over seeds
     reference: dict  # metric -> (P,) the reference policy's value on each held-out prompt, from its K samples
     reference_reward: float  # the reference policy's learned helpfulness reward on the held-out prompts, seed mean
@@ -204,12 +213,13 @@ def _fit_seed(task, reference, tokenizer, config: ReproConfig, feature_cache: di
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #193e5365
 def _arms(task, reference, tokenizer, config: ReproConfig, feature_cache: dict) -> Sweep:
-    "Every run, raw and LSC: one property over `kl_coefs`, two over `pair_kl_coefs`, for every seed."
+    "Every run: one property over each method's gammas, two over `pair_kl_coefs`, for every seed."
     held = task.prompts[config.train_prompts:]
-    arms = [(("helpfulness",), c) for c in config.kl_coefs] + [(PROPERTIES, c) for c in config.pair_kl_coefs]
-    plan = [(seed, properties, c, how) for seed in config.seeds for properties, c in arms for how in ("raw", "lsc")]
+    arms = [(("helpfulness",), c, how) for how in ("raw", "lsc") for c in _single_coefs(config, how)]
+    arms += [(PROPERTIES, c, how) for c in config.pair_kl_coefs for how in ("raw", "lsc")]
     fitted, runs = {}, []
-    for seed, properties, kl_coef, how in progress(plan, desc="rewards: RL arms"):
+    for seed, properties, kl_coef, how in progress([(s,) + a for s in config.seeds for a in arms],
+                                                   desc="rewards: RL arms"):
         if seed not in fitted: fitted[seed] = _fit_seed(task, reference, tokenizer, config, feature_cache, seed)
         models, _, refs, scores = fitted[seed]
         runs.append(_run_arm(how, properties, kl_coef, seed, task, models, refs, scores, reference, tokenizer,
@@ -238,20 +248,41 @@ def _resampled_mean(table: np.ndarray, weights: tuple) -> np.ndarray:  # (S, P) 
     return np.einsum("rs,sp,rp->r", seed_weights, table, prompt_weights)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #a7ca26c2
+def _curve(runs: list[ArmRun], how: str, properties: int, coefs: tuple, metric: str, reference: np.ndarray,
+           weights: tuple) -> tuple:  # (R+1, C+1) KLs, (R+1, C+1) values
+    "One method's curve: pi_0 at KL 0, then its arms' (KL, value) in order of KL, for the sample and every resample."
+    def mean(c, m): return _resampled_mean(_arm_table(runs, how, properties, c, m), weights)
+    start = weights[1] @ reference  # (R+1,) the reference policy's value on the resampled prompts
+    kl = np.stack([np.zeros_like(start)] + [mean(c, "kl") for c in coefs], 1)
+    value = np.stack([start] + [mean(c, metric) for c in coefs], 1)
+    order = np.argsort(kl, 1)
+    return np.take_along_axis(kl, order, 1), np.take_along_axis(value, order, 1)
+
 def _matched_kl_gap(runs: list[ArmRun], metric: str, properties: int, coefs: tuple, reference: np.ndarray,
                     weights: tuple) -> np.ndarray:  # (R+1,)
-    "LSC minus raw's curve (pi_0 at KL 0, then raw's arms by KL) interpolated at LSC's KL, averaged over gamma."
-    def mean(how, c, m): return _resampled_mean(_arm_table(runs, how, properties, c, m), weights)
-    start = weights[1] @ reference  # (R+1,) the reference policy's value on the resampled prompts
-    raw_kl = np.stack([np.zeros_like(start)] + [mean("raw", c, "kl") for c in coefs], 1)  # (R+1, C+1)
-    raw_value = np.stack([start] + [mean("raw", c, metric) for c in coefs], 1)
-    order = np.argsort(raw_kl, 1)
-    raw_kl, raw_value = np.take_along_axis(raw_kl, order, 1), np.take_along_axis(raw_value, order, 1)
+    "LSC minus raw's curve interpolated at LSC's KL, averaged over gamma (the two-property claim)."
+    raw_kl, raw_value = _curve(runs, "raw", properties, coefs, metric, reference, weights)
     gaps = []
     for c in coefs:
-        lsc_kl, lsc_value = mean("lsc", c, "kl"), mean("lsc", c, metric)
+        lsc_kl, lsc_value = (_resampled_mean(_arm_table(runs, "lsc", properties, c, m), weights) for m in ("kl", metric))
         gaps.append(lsc_value - np.array([np.interp(k, x, y) for k, x, y in zip(lsc_kl, raw_kl, raw_value)]))
     return np.mean(gaps, 0)
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #8ad34b25
+def _covered_grid(runs: list[ArmRun], coefs: dict, grid: tuple) -> np.ndarray:  # (G,)
+    "The grid KLs within both methods' farthest arm (means over seeds and prompts); else that farthest common KL."
+    reach = min(max(_arm_table(runs, how, 1, c, "kl").mean() for c in coefs[how]) for how in ("raw", "lsc"))
+    covered = [k for k in grid if k <= reach]
+    return np.asarray(covered or [reach], dtype=float)
+
+def _grid_gap(runs: list[ArmRun], metric: str, coefs: dict, reference: np.ndarray, grid: np.ndarray,
+              weights: tuple) -> np.ndarray:  # (R+1, G)
+    "LSC's curve minus raw's at every KL of `grid` (one property), for the sample and every resample."
+    at = {}
+    for how in ("raw", "lsc"):
+        kl, value = _curve(runs, how, 1, coefs[how], metric, reference, weights)
+        at[how] = np.stack([np.interp(grid, k, v) for k, v in zip(kl, value)])
+    return at["lsc"] - at["raw"]
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #0dcbb325
 def _same_gamma_gap(runs: list[ArmRun], metric: str, properties: int, coefs: tuple, weights: tuple) -> np.ndarray:
@@ -262,13 +293,13 @@ def _same_gamma_gap(runs: list[ArmRun], metric: str, properties: int, coefs: tup
 # %% ../../nbs/10_rewards/09_experiments.ipynb #5a89e20a
 _MIN_BOOTSTRAP_SEEDS = 5  # fewer seeds: a t interval over per-seed estimates instead of resampling the seeds
 
-def _per_seed_t_interval(estimate: float, per_seed: np.ndarray, within: float, level: float = 0.95) -> tuple:
-    "estimate +- t(S - 1) * s / sqrt(S), s the spread of S per-seed estimates but at least their own error `within`."
+def _per_seed_t_interval(estimate, per_seed: np.ndarray, within, level: float = 0.95) -> tuple:
+    "estimate +- t(S - 1) * s / sqrt(S), s the spread of S per-seed estimates (S, ...) but at least `within`."
     from scipy.stats import t
     if len(per_seed) < 2: raise ValueError(f"need at least 2 seeds for an interval, got {len(per_seed)}")
-    spread = max(float(np.std(per_seed, ddof=1)), within)
+    spread = np.maximum(np.std(per_seed, ddof=1, axis=0), within)
     half = t.ppf(0.5 + level / 2, len(per_seed) - 1) * spread / np.sqrt(len(per_seed))
-    return float(estimate - half), float(estimate + half)
+    return estimate - half, estimate + half
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #19488ed1
 def _bootstrap_claim(name: str, statistic: np.ndarray, direction: str, unit: str, level: float = 0.95) -> Claim:
@@ -279,35 +310,58 @@ def _bootstrap_claim(name: str, statistic: np.ndarray, direction: str, unit: str
                  f"crossed bootstrap over {unit}", note)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #0ec37c85
-def _claim(name: str, statistic: Callable, direction: str, n_seeds: int, n_prompts: int, resamples: int) -> Claim:
-    "`statistic(weights)` decided against 0: crossed bootstrap with enough seeds, else t over per-seed estimates."
-    values = statistic(_crossed_weights(n_seeds, n_prompts, resamples))
+def _interval(statistic: Callable, n_seeds: int, n_prompts: int, resamples: int, level: float = 0.95) -> tuple:
+    "(estimate, low, high, how) of `statistic(weights)`, (R+1,) or (R+1, G): crossed bootstrap, or t on few seeds."
+    weights = _crossed_weights(n_seeds, n_prompts, resamples)
+    values = statistic(weights)
     if n_seeds >= _MIN_BOOTSTRAP_SEEDS:
-        return _bootstrap_claim(name, values, direction, f"{n_seeds} seeds x {n_prompts} held-out prompts")
-    weights, one_hot = _crossed_weights(n_seeds, n_prompts, resamples), np.eye(n_seeds)
-    per_seed = statistic((one_hot, np.full((n_seeds, n_prompts), 1 / n_prompts)))  # each seed, all prompts
-    within = [statistic((np.tile(one_hot[s], (resamples + 1, 1)), weights[1]))[1:].std() for s in range(n_seeds)]
+        low, high = np.quantile(values[1:], [0.5 - level / 2, 0.5 + level / 2], axis=0)
+        return values[0], low, high, f"crossed bootstrap over {n_seeds} seeds x {n_prompts} held-out prompts"
+    one_hot = np.eye(n_seeds)
+    per_seed = statistic((one_hot, np.full((n_seeds, n_prompts), 1 / n_prompts)))  # (S, ...) each seed, all prompts
+    within = np.stack([statistic((np.tile(one_hot[s], (resamples + 1, 1)), weights[1]))[1:].std(0)
+                       for s in range(n_seeds)])
+    low, high = _per_seed_t_interval(values[0], per_seed, np.sqrt(np.mean(np.square(within), 0)), level)
+    return values[0], low, high, (f"Student's t over {n_seeds} per-seed estimates ({n_seeds - 1} d.f.; "
+                                  "spread >= within-seed error)")
+
+def _claim(name: str, statistic: Callable, direction: str, n_seeds: int, n_prompts: int, resamples: int) -> Claim:
+    "`statistic(weights)` (R+1,) decided against 0 by its 95% interval."
+    estimate, low, high, how = _interval(statistic, n_seeds, n_prompts, resamples)
     statement, paper, note = _CLAIM_TEXT[name]
-    low, high = _per_seed_t_interval(values[0], per_seed, float(np.sqrt(np.mean(np.square(within)))))
-    interval = f"Student's t over {n_seeds} per-seed estimates ({n_seeds - 1} d.f.; spread >= within-seed error)"
-    return Claim(name, statement, paper, float(values[0]), low, high, 0.0, direction, 0.95, interval, note)
+    return Claim(name, statement, paper, float(estimate), float(low), float(high), 0.0, direction, 0.95, how, note)
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #ebeb4c4a
+def _every_kl_claim(name: str, statistic: Callable, n_seeds: int, n_prompts: int, resamples: int,
+                    level: float = 0.95) -> Claim:
+    "`statistic(weights)` (R+1, G) above 0 at every grid KL: Bonferroni intervals per KL, then their minima."
+    grid_points = statistic(_crossed_weights(n_seeds, n_prompts, 1)).shape[1]
+    each = 1 - (1 - level) / grid_points
+    estimate, low, high, how = _interval(statistic, n_seeds, n_prompts, resamples, each)
+    statement, paper, note = _CLAIM_TEXT[name]
+    how = f"{how}; {each:.2%} at each of {grid_points} KLs (Bonferroni), the minimum over KL"
+    return Claim(name, statement, paper, float(np.min(estimate)), float(np.min(low)), float(np.min(high)), 0.0,
+                 "above", level, how, note)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #5675a14e
 _CLAIM_TEXT = {"one_property_win_rate_at_matched_kl": (  # name -> (statement, the paper's figure, why ours differs)
-        "One property: at matched KL from the reference policy, RL on log sigma(r - r_ref) reaches a higher "
-        "ground-truth win rate against the reference samples than RL on r (LSC minus raw's curve at LSC's KL > 0)",
+        "One property: at every KL of a grid fixed before the run (4, 6, 8, 10 nats where both curves reach), RL on "
+        "log sigma(r - r_ref) reaches a higher ground-truth win rate against the reference samples than RL on r "
+        "(min over the grid of LSC's curve minus raw's > 0)",
         "LSC's win rate against the SFT policy above raw rewards' at every KL (helpfulness, PaLM-2)",
         "a 4-layer LM with a logit-bias policy, 8 RL steps of 16 samples and reward models far less accurate than "
-        "the paper's; raw's curve has two arms besides the reference policy, interpolated linearly"),
+        "the paper's; each curve is the reference policy and the seed means of 4 (full) or 2 (quick) arms, "
+        "interpolated linearly"),
     "one_property_less_reward_hacking": (
         "One property: at matched KL, LSC's hacking gap (win rate under the learned reward minus the ground-truth "
-        "win rate) is smaller than raw's (LSC minus raw's curve at LSC's KL < 0)",
+        "win rate) is smaller than raw's (LSC's curve minus raw's, averaged over the KL grid, < 0)",
         "raw rewards hack at large KL (learned reward up, win rate against SFT down); LSC is less prone to it",
         "the paper reads hacking off its curves; our programmatic ground truth lets us measure the gap directly, "
         "and our reward model's blind spot (it cannot count repeated words) is planted, so hacking comes sooner"),
     "one_property_fewer_underfit_prompts": (
         "One property: at the same KL coefficient, a larger share of held-out prompts improves over the reference "
-        "policy (its mean win rate above 1/2) with LSC than with raw rewards (LSC minus raw > 0)",
+        "policy (its mean win rate above 1/2) with LSC than with raw rewards (LSC minus raw, averaged over the "
+        "gammas both methods ran, > 0)",
         "fewer underfit prompts (outputs not improved over SFT) with LSC than with raw rewards",
         "compared at the same gamma, where raw travels further from pi_0 and hacks; a prompt's improvement is judged "
         "on one seed's 2 (quick) or 32 (full) samples"),
@@ -322,14 +376,32 @@ _CLAIM_TEXT = {"one_property_win_rate_at_matched_kl": (  # name -> (statement, t
 # %% ../../nbs/10_rewards/09_experiments.ipynb #5690b3a0
 def _claims(sweep: Sweep, config: ReproConfig) -> list[Claim]:
     "The four claims, LSC minus raw, with intervals over seeds and held-out prompts."
-    runs, single, pair, reference = sweep.runs, config.kl_coefs, config.pair_kl_coefs, sweep.reference
+    runs, reference, coefs = sweep.runs, sweep.reference, {h: _single_coefs(config, h) for h in ("raw", "lsc")}
+    grid = _covered_grid(runs, coefs, config.kl_grid)
     sizes = (len(config.seeds), len(reference["win rate"]), config.resamples)
-    def matched(metric, m, coefs): return lambda w: _matched_kl_gap(runs, metric, m, coefs, reference[metric], w)
-    return [_claim("one_property_win_rate_at_matched_kl", matched("win rate", 1, single), "above", *sizes),
-            _claim("one_property_less_reward_hacking", matched("hacking gap", 1, single), "below", *sizes),
-            _claim("one_property_fewer_underfit_prompts", lambda w: _same_gamma_gap(runs, "improved", 1, single, w),
-                   "above", *sizes),
-            _claim("two_properties_good_in_both_at_matched_kl", matched("good in both", 2, pair), "above", *sizes)]
+    def on_grid(metric): return lambda w: _grid_gap(runs, metric, coefs, reference[metric], grid, w)
+    pair = lambda w: _matched_kl_gap(runs, "good in both", 2, config.pair_kl_coefs, reference["good in both"], w)
+    return [_every_kl_claim("one_property_win_rate_at_matched_kl", on_grid("win rate"), *sizes),
+            _claim("one_property_less_reward_hacking", lambda w: on_grid("hacking gap")(w).mean(1), "below", *sizes),
+            _claim("one_property_fewer_underfit_prompts",
+                   lambda w: _same_gamma_gap(runs, "improved", 1, config.kl_coefs, w), "above", *sizes),
+            _claim("two_properties_good_in_both_at_matched_kl", pair, "above", *sizes)]
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #7320e51f
+def _grid_figures(config: ReproConfig, sweep: Sweep) -> dict:
+    "LSC minus raw's win rate at each grid KL (Bonferroni level) and averaged over the grid (95%), with intervals."
+    coefs = {h: _single_coefs(config, h) for h in ("raw", "lsc")}
+    grid = _covered_grid(sweep.runs, coefs, config.kl_grid)
+    def gap(w): return _grid_gap(sweep.runs, "win rate", coefs, sweep.reference["win rate"], grid, w)
+    sizes = (len(config.seeds), len(sweep.reference["win rate"]), config.resamples)
+    each = _interval(gap, *sizes, level=1 - 0.05 / len(grid))
+    mean = _interval(lambda w: gap(w).mean(1), *sizes)
+    figures = {}
+    for j, k in enumerate(grid):
+        key = f"win rate, LSC - raw, at KL {k:g}"
+        figures |= {key: float(each[0][j]), f"{key}, low": float(each[1][j]), f"{key}, high": float(each[2][j])}
+    key = "win rate, LSC - raw, mean over the KL grid"
+    return figures | {key: float(mean[0]), f"{key}, low": float(mean[1]), f"{key}, high": float(mean[2])}
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #724cc863
 def _ours(config: ReproConfig, sweep: Sweep) -> dict:
@@ -346,7 +418,7 @@ def _ours(config: ReproConfig, sweep: Sweep) -> dict:
             ours |= {key: float(per_seed.mean()), f"{key}, seed std": float(per_seed.std())}
     ours |= {f"reference: {k}": float(np.mean(v)) for k, v in sweep.reference.items() if k in ("good in both",
                                                                                               "helpful", "harmless")}
-    return ours | {"reference: learned reward": sweep.reference_reward}
+    return ours | {"reference: learned reward": sweep.reference_reward} | _grid_figures(config, sweep)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #df507791
 def _smooth(values: list[float]) -> np.ndarray:
