@@ -13,16 +13,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import torch_threads
-from .smoothed_max import BIG, _check_lengths, _check_omega_gamma, _check_scores, _max_argmax
+from .smoothed_max import (BIG, _check_lengths, _check_omega_gamma, _check_result,
+                                           _check_scores, _max_argmax)
 
 # %% auto #0
 __all__ = ['dtw', 'dtw_alignment', 'pairwise_sqeuclidean', 'soft_dtw', 'SoftDTWLoss', 'soft_dtw_barycenter']
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #6b37672b
-def _diagonal_rows(k: int, m: int, n: int, bandwidth: int | None) -> tuple[int, int]:
-    "Rows lo..hi (1-based) of anti-diagonal k = i + j inside the m x n grid and the band |i - j| <= bandwidth."
+def _diagonal_rows(k: int, m: int, n: int, band: tuple[int, int] | None) -> tuple[int, int]:
+    "Rows lo..hi (1-based) of anti-diagonal k = i + j inside the m x n grid and the band -a <= j - i <= b."
     lo, hi = max(1, k - n), min(m, k - 1)
-    if bandwidth is not None: lo, hi = max(lo, (k - bandwidth + 1) // 2), min(hi, (k + bandwidth) // 2)
+    if band is not None: lo, hi = max(lo, (k - band[1] + 1) // 2), min(hi, (k + band[0]) // 2)
     return lo, hi
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #b854171a
@@ -112,21 +113,29 @@ class _DTW(torch.autograd.Function):
         return alignment, None, None, None, None, None
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #a0e161aa
-def _check_bandwidth(bandwidth, lengths_x: Tensor, lengths_y: Tensor, shape) -> int | None:
-    "The validated Sakoe-Chiba bandwidth as an int, or None: no band."
+def _check_bandwidth(bandwidth, lengths_x: Tensor, lengths_y: Tensor, shape, band: str = "diagonal"):
+    "The band as offsets (a, b): cells with -a <= j - i <= b; or None: no band."
+    if band not in ("diagonal", "tslearn"): raise ValueError(f"band must be 'diagonal' or 'tslearn', got {band!r}")
     if bandwidth is None: return None
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or bandwidth < 0:
         raise ValueError(f"bandwidth must be None or an int >= 0, got {bandwidth!r}")
-    gap = int((lengths_x - lengths_y).abs().max()) if len(lengths_x) else 0
-    if gap > bandwidth:
-        raise ValueError(f"bandwidth={bandwidth} leaves no path: lengths differ by up to {gap} (theta {tuple(shape)})")
-    return int(bandwidth)
+    w, gaps = int(bandwidth), (lengths_y - lengths_x).unique().tolist()
+    if band == "tslearn":
+        if len(gaps) > 1:
+            raise ValueError(f"band='tslearn' needs one length difference L_y - L_x per batch, got {sorted(gaps)}")
+        gap = gaps[0] if gaps else 0
+        return w + max(0, -gap), w + max(0, gap)
+    gap = max((abs(d) for d in gaps), default=0)
+    if gap > w:
+        raise ValueError(f"bandwidth={w} leaves no path: lengths differ by up to {gap} (theta {tuple(shape)}); "
+                         "widen it or pass band='tslearn'")
+    return w, w
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #e16ec317
-def _border_safe_scale(theta: Tensor) -> float:
-    "1, or max |θ| when a path's cost could come near the border value `BIG` (then the DP runs on θ / max |θ|)."
+def _border_safe_scale(theta: Tensor, gamma: float) -> float:
+    "1, or c = max(max |θ|, γ) when a path's cost could come near the border value `BIG` (the DP runs on θ / c)."
     B, m, n = theta.shape
-    largest = float(theta.detach().abs().max())
+    largest = max(float(theta.detach().abs().max()) if theta.numel() else 0.0, gamma)
     return 1.0 if largest * (m + n) < 1e-3 * BIG else largest
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #6d000c57
@@ -134,9 +143,10 @@ def dtw(
     theta: Tensor,  # (B, m, n) cost matrices θ_ij
     omega: str = "entropy",  # 'entropy' (soft-DTW), 'l2' (sparse alignments) or 'hard' (DTW)
     gamma: float = 1.0,  # regularisation strength, > 0
-    bandwidth: int | None = None,  # Sakoe-Chiba band: only cells with |i - j| <= bandwidth
+    bandwidth: int | None = None,  # Sakoe-Chiba band of half-width w >= 0; None: no band
     lengths_x: Tensor | None = None,  # (B,) true row counts L_x <= m; None: all m
     lengths_y: Tensor | None = None,  # (B,) true column counts L_y <= n; None: all n
+    band: str = "diagonal",  # 'diagonal': |i - j| <= w; 'tslearn': tslearn's band, widened by |L_x - L_y|
 ) -> Tensor:  # (B,) DTW_Omega(θ) = R_{L_x L_y}; its gradient is the expected alignment
     "The smoothed DTW value (9), batched (compiled row sweep on the CPU, anti-diagonals on CUDA); differentiable twice."
     gamma = _check_omega_gamma(omega, gamma)
@@ -149,25 +159,27 @@ def dtw(
     B, m, n = theta.shape
     lengths_x = _check_lengths(lengths_x, B, m, "lengths_x", theta.device)
     lengths_y = _check_lengths(lengths_y, B, n, "lengths_y", theta.device)
-    bandwidth = _check_bandwidth(bandwidth, lengths_x, lengths_y, theta.shape)
-    scale = _border_safe_scale(theta)
-    if scale == 1.0: return _DTW.apply(theta, lengths_x, lengths_y, omega, gamma, bandwidth)
-    return scale * _DTW.apply(theta / scale, lengths_x, lengths_y, omega, gamma / scale, bandwidth)  # see above
+    offsets = _check_bandwidth(bandwidth, lengths_x, lengths_y, theta.shape, band)
+    scale, tiny = _border_safe_scale(theta, gamma), torch.finfo(theta.dtype).tiny
+    if scale == 1.0: value = _DTW.apply(theta, lengths_x, lengths_y, omega, max(gamma, tiny), offsets)
+    else: value = scale * _DTW.apply(theta / scale, lengths_x, lengths_y, omega, max(gamma / scale, tiny), offsets)
+    return _check_result(value, "dtw", theta, gamma, "theta")
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #dc770bbf
 def dtw_alignment(
     theta: Tensor,  # (B, m, n) cost matrices
     omega: str = "entropy",  # 'entropy', 'l2' or 'hard'
     gamma: float = 1.0,  # regularisation strength, > 0
-    bandwidth: int | None = None,  # Sakoe-Chiba band
+    bandwidth: int | None = None,  # Sakoe-Chiba band half-width
     lengths_x: Tensor | None = None,  # (B,) true row counts
     lengths_y: Tensor | None = None,  # (B,) true column counts
     create_graph: bool = False,  # keep the graph, to differentiate the alignment
+    band: str = "diagonal",  # 'diagonal' or 'tslearn', as in `dtw`
 ) -> Tensor:  # (B, m, n) expected alignment E = ∇DTW_Omega(θ)
     "The expected alignment matrix, the gradient (6) of `dtw`."
     with torch.enable_grad():
         th = theta if theta.requires_grad else theta.detach().requires_grad_()
-        value = dtw(th, omega, gamma, bandwidth, lengths_x, lengths_y)
+        value = dtw(th, omega, gamma, bandwidth, lengths_x, lengths_y, band)
         alignment, = torch.autograd.grad(value.sum(), th, create_graph=create_graph)
     return alignment
 
@@ -177,6 +189,7 @@ def pairwise_sqeuclidean(
     y: Tensor,  # (B, n, d) series
 ) -> Tensor:  # (B, m, n) costs ||x_i - y_j||^2
     "Squared Euclidean costs between the time steps of two batches of series, in O(B m n) memory."
+    _check_series(x, y)
     return _SqEuclidean.apply(x, y)
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #30d09ff9
@@ -201,12 +214,27 @@ class _SqEuclidean(torch.autograd.Function):
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #730bd510
 def _check_series(x, y):
     for name, s in (("x", x), ("y", y)):
-        if not isinstance(s, Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(s).__name__}")
-        if s.dim() != 3: raise ValueError(f"{name} must have shape (B, length, d), got {tuple(s.shape)}")
+        _check_scores(s, name)
+        if s.dim() != 3 or 0 in s.shape[1:]:
+            raise ValueError(f"{name} must have shape (B, length, d) with length, d >= 1, got {tuple(s.shape)}")
     if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
         raise ValueError(f"x and y must share the batch size and dimension: x {tuple(x.shape)}, y {tuple(y.shape)}")
     if x.dtype != y.dtype or x.device != y.device:
         raise ValueError(f"x and y must share dtype and device: x {x.dtype} on {x.device}, y {y.dtype} on {y.device}")
+    if x.dtype == torch.float16: raise TypeError("x and y of dtype float16 cannot hold the DP's border: use float32")
+
+
+def _costs(cost, x: Tensor, y: Tensor) -> Tensor:
+    "cost(x, y), checked: a finite (B, m, n) tensor of x's dtype."
+    theta = _SqEuclidean.apply(x, y) if cost == "sqeuclidean" else cost(x, y)
+    shape = (x.shape[0], x.shape[1], y.shape[1])
+    if not isinstance(theta, Tensor) or theta.shape != shape:
+        raise ValueError(f"cost(x, y) must return a tensor of shape (B, m, n) = {shape}, "
+                         f"got {tuple(theta.shape) if isinstance(theta, Tensor) else type(theta).__name__}")
+    if not torch.isfinite(theta).all():
+        raise ValueError(f"cost(x, y) is not finite for finite x and y (max |x| = {float(x.abs().max()):.3g}, "
+                         f"max |y| = {float(y.abs().max()):.3g}): it overflows {theta.dtype}; rescale the series")
+    return theta
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #8eb44987
 def soft_dtw(
@@ -215,21 +243,22 @@ def soft_dtw(
     gamma: float = 1.0,  # regularisation strength, > 0
     omega: str = "entropy",  # 'entropy' (soft-DTW), 'l2' or 'hard'
     normalize: bool = False,  # return the divergence (10), zero for x = y
-    bandwidth: int | None = None,  # Sakoe-Chiba band |i - j| <= bandwidth
+    bandwidth: int | None = None,  # Sakoe-Chiba band half-width (see `band`)
     cost: str | callable = "sqeuclidean",  # 'sqeuclidean' or a function (x, y) -> (B, m, n) costs
     lengths_x: Tensor | None = None,  # (B,) true lengths of x; None: all m
     lengths_y: Tensor | None = None,  # (B,) true lengths of y; None: all n
+    band: str = "diagonal",  # 'diagonal' (|i - j| <= w) or 'tslearn' (widened by |L_x - L_y|)
 ) -> Tensor:  # (B,) DTW_Omega between each pair of series
     "DTW_Omega (9) between two batches of series, or the divergence (10) with `normalize=True`."
     _check_series(x, y)
-    if cost == "sqeuclidean": cost = pairwise_sqeuclidean
-    elif not callable(cost): raise ValueError(f"cost must be 'sqeuclidean' or a callable, got {cost!r}")
+    if not (cost == "sqeuclidean" or callable(cost)):
+        raise ValueError(f"cost must be 'sqeuclidean' or a callable, got {cost!r}")
     # costs and checks too: small batched ops pay more for thread sync than they gain
     with torch_threads(1, active=x.device.type == "cpu"):
-        value = dtw(cost(x, y), omega, gamma, bandwidth, lengths_x, lengths_y)
+        value = dtw(_costs(cost, x, y), omega, gamma, bandwidth, lengths_x, lengths_y, band)
         if not normalize: return value
-        return value - 0.5 * (dtw(cost(x, x), omega, gamma, bandwidth, lengths_x, lengths_x)
-                              + dtw(cost(y, y), omega, gamma, bandwidth, lengths_y, lengths_y))  # (10)
+        return value - 0.5 * (dtw(_costs(cost, x, x), omega, gamma, bandwidth, lengths_x, lengths_x, band)
+                              + dtw(_costs(cost, y, y), omega, gamma, bandwidth, lengths_y, lengths_y, band))  # (10)
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #e7b4d37b
 class SoftDTWLoss(nn.Module):
@@ -240,13 +269,14 @@ class SoftDTWLoss(nn.Module):
                  normalize: bool = False,  # the divergence (10)
                  bandwidth: int | None = None,  # Sakoe-Chiba band
                  cost: str | callable = "sqeuclidean",  # 'sqeuclidean' or a cost function
-                 reduction: str = "mean"):  # 'mean', 'sum' or 'none' over the batch
+                 reduction: str = "mean",  # 'mean', 'sum' or 'none' over the batch
+                 band: str = "diagonal"):  # 'diagonal' or 'tslearn', as in `dtw`
         super().__init__()
         self.gamma = _check_omega_gamma(omega, gamma)
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.omega, self.normalize, self.bandwidth = omega, normalize, bandwidth
-        self.cost, self.reduction = cost, reduction
+        self.cost, self.reduction, self.band = cost, reduction, band
 
     def forward(self,
                 x: Tensor,  # (B, m, d) predicted series
@@ -254,22 +284,27 @@ class SoftDTWLoss(nn.Module):
                 lengths_x: Tensor | None = None,  # (B,) true lengths of x
                 lengths_y: Tensor | None = None,  # (B,) true lengths of y
                ) -> Tensor:  # the loss, reduced as asked
-        loss = soft_dtw(x, y, self.gamma, self.omega, self.normalize, self.bandwidth, self.cost, lengths_x, lengths_y)
+        loss = soft_dtw(x, y, self.gamma, self.omega, self.normalize, self.bandwidth, self.cost, lengths_x,
+                        lengths_y, self.band)
         return loss.mean() if self.reduction == "mean" else loss.sum() if self.reduction == "sum" else loss
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #f33871e8
-def _barycenter_start(series, weights, init) -> tuple[Tensor, Tensor]:
+def _barycenter_start(series, weights, lengths, init) -> tuple[Tensor, Tensor]:
     "Validated weights (N,) and the starting point z (n, d) of `soft_dtw_barycenter`, with a gradient."
-    if not isinstance(series, Tensor) or series.dim() != 3:
-        raise ValueError(f"series must be a (N, m, d) tensor, got {getattr(series, 'shape', type(series))}")
+    _check_scores(series, "series")
+    if series.dim() != 3 or 0 in series.shape:
+        raise ValueError(f"series must have shape (N, m, d) with N, m, d >= 1, got {tuple(series.shape)}")
     N, m, d = series.shape
-    weights = (torch.full((N,), 1.0 / N, dtype=series.dtype) if weights is None
-               else torch.as_tensor(weights, dtype=series.dtype))
-    if weights.shape != (N,) or (weights < 0).any():
-        raise ValueError(f"weights must be ({N},) and nonnegative, got {tuple(weights.shape)}")
-    z = (series.mean(0) if init is None else init).detach().clone().to(series.dtype).requires_grad_()
-    if z.dim() != 2 or z.shape[1] != d: raise ValueError(f"init must have shape (n, {d}), got {tuple(z.shape)}")
-    return weights, z
+    weights = torch.full((N,), 1.0 / N, dtype=series.dtype) if weights is None else torch.as_tensor(weights)
+    _check_scores(weights, "weights")
+    if weights.shape != (N,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"weights must be ({N},), nonnegative and not all zero, got {weights.tolist()}")
+    _check_lengths(lengths, N, m, "lengths", series.device)
+    z = series.mean(0) if init is None else init
+    _check_scores(z, "init")
+    if z.dim() != 2 or z.shape[0] == 0 or z.shape[1] != d:
+        raise ValueError(f"init must have shape (n, {d}) with n >= 1, got {tuple(z.shape)}")
+    return weights.to(series.dtype), z.detach().clone().to(series.dtype).requires_grad_()
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #0b8e755d
 def soft_dtw_barycenter(
@@ -282,7 +317,7 @@ def soft_dtw_barycenter(
     max_iter: int = 100,  # L-BFGS iterations
 ) -> Tensor:  # (n, d) the barycenter
     "Soft-DTW barycenter: argmin_z Σ_k w_k DTW_Omega(z, series_k), by L-BFGS."
-    weights, z = _barycenter_start(series, weights, init)
+    weights, z = _barycenter_start(series, weights, lengths, init)
     N = len(series)
     optimizer = torch.optim.LBFGS([z], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
                                   tolerance_change=1e-12)

@@ -31,7 +31,7 @@ def _stale(old: tuple[int, int], new: tuple[int, int]) -> list:
     return [slice(s, e + 1) for s, e in parts if s <= e]
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #26b45d77
-def _dtw_plan(m: int, n: int, bandwidth: int | None) -> list:
+def _dtw_plan(m: int, n: int, bandwidth: tuple[int, int] | None) -> list:
     "Cached per (m, n, bandwidth): for k = 2..m+n, (k, lo, hi, θ slice, rows to reset forward, rows to reset backward)."
     key = (m, n, bandwidth)
     if key not in _PLANS:
@@ -59,7 +59,7 @@ def _soft_min_entropy_(parents: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #0785217b
 def _dtw_forward_fast(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str, gamma: float,
-                      bandwidth: int | None):
+                      bandwidth: tuple[int, int] | None):
     "`_dtw_forward` without autograd: three reused diagonal buffers, in-place soft-min, cached indices; same values, Q."
     B, m, n = theta.shape
     flat = theta.reshape(B, m * n)
@@ -83,7 +83,7 @@ def _dtw_forward_fast(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #7d9a4d3d
 def _dtw_backward_fast(qs: list, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, shape,
-                       bandwidth: int | None) -> Tensor:
+                       bandwidth: tuple[int, int] | None) -> Tensor:
     "`_dtw_backward` without autograd: three reused flow buffers written in place, cached indices. Same result."
     B, m, n = shape
     seeds = _dtw_seeds(grad, lengths_x, lengths_y, m)
@@ -157,35 +157,35 @@ def _soft_min3(a, d, u, omega, gamma):
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #a0d5e61b
 @_jit()
-def _q_width(n, bandwidth):
-    "Columns of Q per row: n, or the 2w + 1 cells of a band narrower than the grid."
-    return 2 * bandwidth + 1 if 0 <= bandwidth and 2 * bandwidth + 1 < n else n
+def _q_width(n, left, right):
+    "Columns of Q per row: n, or the a + b + 1 cells of a band narrower than the grid (left = -1: no band)."
+    return left + right + 1 if 0 <= left and left + right + 1 < n else n
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #635bbae1
 @_jit()
-def _q_column(i, j, n, bandwidth):
-    "Column of cell (i, j) (1-based) in Q: j - 1, or its offset j - i + w inside the band."
-    return j - i + bandwidth if 0 <= bandwidth and 2 * bandwidth + 1 < n else j - 1
+def _q_column(i, j, n, left, right):
+    "Column of cell (i, j) (1-based) in Q: j - 1, or its offset j - i + a inside the band."
+    return j - i + left if 0 <= left and left + right + 1 < n else j - 1
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #5d0c6991
 @_jit(parallel=True)
-def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
-    "(9) row by row for each pair (in parallel over the batch): values (B,), Q (B, m, width, 3); bandwidth -1: no band."
+def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, left, right):
+    "(9) row by row per pair (parallel over the batch): values (B,), Q (B, m, width, 3); band -left <= j - i <= right."
     B, m, n = theta.shape
     value = np.empty(B, dtype=theta.dtype)
     # only cells inside the lengths and the band are written and read
-    Q = np.empty((B, m, _q_width(n, bandwidth), 3), dtype=theta.dtype)
+    Q = np.empty((B, m, _q_width(n, left, right), 3), dtype=theta.dtype)
     for b in numba.prange(B):
         Lx, Ly = lengths_x[b], lengths_y[b]
         prev, cur = np.full(n + 1, BIG, dtype=theta.dtype), np.full(n + 1, BIG, dtype=theta.dtype)  # rows i - 1, i of R
         prev[0] = 0  # R_00
         for i in range(1, Lx + 1):
             lo, hi = 1, Ly
-            if bandwidth >= 0: lo, hi = max(lo, i - bandwidth), min(hi, i + bandwidth)
+            if left >= 0: lo, hi = max(lo, i - left), min(hi, i + right)
             cur[:] = BIG
             for j in range(lo, hi + 1):
                 r, qa, qd, qu = _soft_min3(cur[j - 1], prev[j - 1], prev[j], omega, gamma)
-                k = _q_column(i, j, n, bandwidth)
+                k = _q_column(i, j, n, left, right)
                 Q[b, i - 1, k, 0], Q[b, i - 1, k, 1], Q[b, i - 1, k, 2] = qa, qd, qu
                 cur[j] = theta[b, i - 1, j - 1] + r
             prev, cur = cur, prev
@@ -194,7 +194,7 @@ def _dtw_forward_kernel(theta, lengths_x, lengths_y, omega, gamma, bandwidth):
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #f2fe48ed
 @_jit(parallel=True)
-def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth, n):
+def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, left, right, n):
     "(6) in reverse row-major order, push form: the expected alignment (B, m, n) times grad (B,), from Q only."
     B, m = Q.shape[0], Q.shape[1]
     out = np.zeros((B, m, n), dtype=Q.dtype)
@@ -204,10 +204,10 @@ def _dtw_backward_kernel(Q, grad, lengths_x, lengths_y, bandwidth, n):
         cur[Ly] = grad[b]
         for i in range(Lx, 0, -1):
             lo, hi = 1, Ly
-            if bandwidth >= 0: lo, hi = max(lo, i - bandwidth), min(hi, i + bandwidth)
+            if left >= 0: lo, hi = max(lo, i - left), min(hi, i + right)
             below[:] = 0
             for j in range(hi, lo - 1, -1):
-                e, k = cur[j], _q_column(i, j, n, bandwidth)
+                e, k = cur[j], _q_column(i, j, n, left, right)
                 out[b, i - 1, j - 1] = e
                 cur[j - 1] += e * Q[b, i - 1, k, 0]
                 below[j - 1] += e * Q[b, i - 1, k, 1]
@@ -222,19 +222,19 @@ def _use_compiled(theta: Tensor) -> bool:
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #1c1eed9d
 def _dtw_compiled(theta: Tensor, lengths_x: Tensor, lengths_y: Tensor, omega: str, gamma: float,
-                  bandwidth: int | None):
+                  bandwidth: tuple[int, int] | None):
     "Values (B,) and Q (B, m, width, 3) as a NumPy array, from `_dtw_forward_kernel`."
     th = theta.detach().contiguous().numpy()
     if th.dtype.type(gamma) <= 0:
         raise ValueError(f"gamma={gamma} underflows to 0 in {theta.dtype}: use a larger gamma or float64")
     value, Q = _dtw_forward_kernel(th, lengths_x.numpy(force=True), lengths_y.numpy(force=True), OMEGAS.index(omega),
-                                   th.dtype.type(gamma), -1 if bandwidth is None else bandwidth)
+                                   th.dtype.type(gamma), *((-1, -1) if bandwidth is None else bandwidth))
     return torch.from_numpy(value), Q
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #7f8e6755
-def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor, bandwidth: int | None,
-                           n: int) -> Tensor:
+def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengths_y: Tensor,
+                           bandwidth: tuple[int, int] | None, n: int) -> Tensor:
     "The expected alignment (B, m, n) times `grad`, from `_dtw_backward_kernel`."
     g = grad.detach().to(torch.float64 if Q.dtype == np.float64 else torch.float32).contiguous().numpy()
     return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True),
-                                                 -1 if bandwidth is None else bandwidth, n))
+                                                 *((-1, -1) if bandwidth is None else bandwidth), n))

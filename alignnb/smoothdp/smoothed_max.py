@@ -20,35 +20,6 @@ __all__ = ['OMEGAS', 'BIG', 'sparsemax', 'max_omega', 'argmax_omega', 'max_omega
 OMEGAS = ("entropy", "l2", "hard")
 BIG = 1e10  # finite stand-in for +inf on DP borders: inf - inf = NaN would leak into bands and padded batches
 
-# %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #192e0d2b
-def sparsemax(
-    z: Tensor,  # (..., D) scores
-    dim: int = -1,  # the simplex axis
-) -> Tensor:  # (..., D) Euclidean projection of z onto the simplex
-    "Sparsemax (Martins & Astudillo 2016): the Euclidean projection of `z` onto the probability simplex along `dim`."
-    z = z.transpose(dim, -1)
-    z = z - z.detach().amax(-1, keepdim=True)  # shift-invariant; keeps 1 + z_(1) > z_(1) true in float32
-    z_sorted = z.sort(-1, descending=True).values
-    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
-    cumsum = z_sorted.cumsum(-1)
-    support_size = (1 + k * z_sorted > cumsum).sum(-1, keepdim=True)  # (..., 1), at least 1
-    tau = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)  # (3)
-    return torch.clamp(z - tau, min=0).transpose(dim, -1)
-
-# %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #c9e42c7c
-def _max_argmax(x: Tensor, omega: str, gamma: float, dim: int = -1) -> tuple[Tensor, Tensor]:
-    "max_Omega and argmax_Omega of `x` along `dim`: (x without `dim`, x-shaped distributions)."
-    if omega == "entropy":
-        m = x.detach().amax(dim, keepdim=True)
-        e = torch.exp((x - m) * (1.0 / gamma))
-        s = e.sum(dim, keepdim=True)
-        return (m + gamma * torch.log(s)).squeeze(dim), e / s  # (2)
-    if omega == "l2":
-        q = sparsemax(x * (1.0 / gamma), dim)
-        return (q * x).sum(dim) - 0.5 * gamma * (q * q).sum(dim), q  # (3)
-    value, index = x.max(dim, keepdim=True)
-    return value.squeeze(dim), torch.zeros_like(x).scatter_(dim, index, 1.0)
-
 # %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #36db14bb
 def _check_omega_gamma(omega, gamma):
     if omega not in OMEGAS: raise ValueError(f"omega must be one of {OMEGAS}, got {omega!r}")
@@ -64,6 +35,61 @@ def _check_scores(x, name="x"):
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError(f"{name} of shape {tuple(x.shape)} contains NaN or inf")
 
+
+def _check_axis(x: Tensor, dim, name="x") -> int:
+    "`dim` as a valid axis of `x` with at least one entry."
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1) or x.dim() == 0:
+        raise ValueError(f"dim={dim} is not an axis of {name} with shape {tuple(x.shape)}")
+    if x.shape[dim] == 0: raise ValueError(f"{name} of shape {tuple(x.shape)} has no entries along dim={dim}")
+    return int(dim)
+
+# %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #c3a1e0b1
+def _check_result(value: Tensor, what: str, x: Tensor, gamma: float, name: str = "x") -> Tensor:
+    "`value` if finite; else a ValueError: the exact value lies beyond the dtype's range (inputs were finite)."
+    if value.numel() and not torch.isfinite(value).all():
+        raise ValueError(f"{what} overflows {x.dtype} (max |{name}| = {float(x.detach().abs().max()):.3g}, "
+                         f"gamma = {gamma:g}): its value lies beyond the dtype's range; "
+                         "rescale the input, lower gamma or use float64")
+    return value
+
+# %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #192e0d2b
+def _sparsemax(z: Tensor, dim: int = -1) -> Tensor:
+    "Sparsemax along `dim` without checks; entries of -inf get weight 0."
+    z = z.transpose(dim, -1)
+    z = z - z.detach().amax(-1, keepdim=True)  # shift-invariant; keeps 1 + z_(1) > z_(1) true in float32
+    z_sorted = z.sort(-1, descending=True).values
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
+    cumsum = z_sorted.cumsum(-1)
+    support_size = (1 + k * z_sorted > cumsum).sum(-1, keepdim=True).clamp_min(1)  # (..., 1); 0 only for NaN
+    tau = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)  # (3)
+    return torch.clamp(z - tau, min=0).transpose(dim, -1)
+
+
+def sparsemax(
+    z: Tensor,  # (..., D) scores, finite
+    dim: int = -1,  # the simplex axis
+) -> Tensor:  # (..., D) Euclidean projection of z onto the simplex
+    "Sparsemax (Martins & Astudillo 2016): the Euclidean projection of `z` onto the probability simplex along `dim`."
+    _check_scores(z, "z")
+    return _sparsemax(z, _check_axis(z, dim, "z"))
+
+# %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #c9e42c7c
+def _max_argmax(x: Tensor, omega: str, gamma: float, dim: int = -1) -> tuple[Tensor, Tensor]:
+    "max_Omega and argmax_Omega of `x` along `dim`: (x without `dim`, x-shaped distributions)."
+    if omega == "hard":
+        value, index = x.max(dim, keepdim=True)
+        return value.squeeze(dim), torch.zeros_like(x).scatter_(dim, index, 1.0)
+    gamma = max(gamma, torch.finfo(x.dtype).tiny)  # below the smallest normal number 1 / gamma overflows
+    m = x.detach().amax(dim, keepdim=True)
+    if omega == "entropy":
+        e = torch.exp((x - m) / gamma)
+        s = e.sum(dim, keepdim=True)
+        return (m + gamma * torch.log(s)).squeeze(dim), e / s  # (2)
+    q = _sparsemax((x - m) / gamma, dim)  # shifted first: x / gamma alone can overflow where (x - m) / gamma cannot
+    return (q * x).sum(dim) - 0.5 * gamma * (q * q).sum(dim), q  # (3)
+
 # %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #a9a16bae
 def max_omega(
     x: Tensor,  # (..., D, ...) scores
@@ -74,7 +100,8 @@ def max_omega(
     "The smoothed max (1) of `x` along `dim`."
     gamma = _check_omega_gamma(omega, gamma)
     _check_scores(x)
-    return _max_argmax(x.movedim(dim, -1), omega, gamma)[0]
+    value = _max_argmax(x.movedim(_check_axis(x, dim), -1), omega, gamma)[0]
+    return _check_result(value, f"max_omega({omega!r})", x, gamma)
 
 # %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #17f32e23
 def argmax_omega(
@@ -86,6 +113,7 @@ def argmax_omega(
     "The gradient of `max_omega`: softmax, sparsemax or one-hot of `x / gamma` along `dim`."
     gamma = _check_omega_gamma(omega, gamma)
     _check_scores(x)
+    dim = _check_axis(x, dim)
     return _max_argmax(x.movedim(dim, -1), omega, gamma)[1].movedim(-1, dim)
 
 # %% ../../nbs/20_smoothdp/00_smoothed_max.ipynb #29bb6cc8
@@ -97,6 +125,7 @@ def max_omega_hvp(
     dim: int = -1,  # the axis of the max
 ) -> Tensor:  # same shape as x: (Hessian of max_omega at x) @ z
     "Hessian-vector product of `max_omega` along `dim`: (2) or (3) applied to `z` (zero for the hard max)."
+    _check_scores(z, "z")
     if z.shape != x.shape: raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
     return _argmax_jvp(argmax_omega(x, omega, gamma, dim), z, omega, gamma, dim)
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import torch_threads
-from .smoothed_max import (BIG, _argmax_jvp, _check_lengths, _check_omega_gamma, _check_scores,
-                                           _max_argmax, max_omega)
+from .smoothed_max import (BIG, _argmax_jvp, _check_lengths, _check_omega_gamma,
+                                           _check_result, _check_scores, _max_argmax, max_omega)
 
 # %% auto #0
 __all__ = ['viterbi', 'viterbi_marginals', 'viterbi_decode', 'chain_potentials', 'path_score', 'ViterbiLoss', 'viterbi_hvp']
@@ -75,7 +75,7 @@ def viterbi(
     if theta.dim() != 4 or theta.shape[2] != theta.shape[3] or 0 in theta.shape[1:]:
         raise ValueError(f"theta must have shape (B, T, S, S) with T, S >= 1, got {tuple(theta.shape)}")
     lengths = _check_lengths(lengths, theta.shape[0], theta.shape[1], "lengths", theta.device)
-    return _Viterbi.apply(theta, lengths, omega, gamma)
+    return _check_result(_Viterbi.apply(theta, lengths, omega, gamma), "viterbi", theta, gamma, "theta")
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #0a4fed2c
 def viterbi_marginals(
@@ -102,6 +102,21 @@ def viterbi_decode(
     tags = torch.where(tokens.sum(-1) > 0, tokens.argmax(-1), -1)
     return viterbi(theta.detach(), "hard", 1.0, lengths), tags
 
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #5c1f0a27
+def _check_chain(emissions, transitions, start, end) -> int:
+    "The tag count S, after checking the CRF parameters' types, shapes and values."
+    _check_scores(emissions, "emissions")
+    if emissions.dim() != 3 or 0 in emissions.shape[1:]:
+        raise ValueError(f"emissions must have shape (B, T, S) with T, S >= 1, got {tuple(emissions.shape)}")
+    S = emissions.shape[2]
+    for name, value, shape in (("transitions", transitions, (S, S)), ("start", start, (S,)), ("end", end, (S,))):
+        if value is None and name != "transitions": continue
+        _check_scores(value, name)
+        if value.shape != shape: raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+        if value.dtype != emissions.dtype:
+            raise TypeError(f"{name} must have the emissions' dtype {emissions.dtype}, got {value.dtype}")
+    return S
+
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #2099b10f
 def chain_potentials(
     emissions: Tensor,  # (B, T, S) per-token tag scores
@@ -111,9 +126,8 @@ def chain_potentials(
     lengths: Tensor | None = None,  # (B,) true lengths; None: all T
 ) -> Tensor:  # (B, T, S, S) potentials θ
     "Linear-chain CRF potentials θ_{t,i,j} = emission_{t,i} + transition_{i,j}, virtual start state 0."
-    B, T, S = emissions.shape
-    if transitions.shape != (S, S):
-        raise ValueError(f"transitions must have shape ({S}, {S}), got {tuple(transitions.shape)}")
+    S = _check_chain(emissions, transitions, start, end)
+    B, T, _ = emissions.shape
     first_column = torch.full((S,), -BIG, dtype=emissions.dtype, device=emissions.device)
     first_column[0] = 0.0  # only the virtual start state 0 precedes t = 0
     first = emissions[:, 0, :, None] + first_column + (0.0 if start is None else start[:, None])  # (B, S, S)
