@@ -4,3 +4,5 @@ leaves a package's `__init__.py` alone); the modules are generated from `nbs/80_
 from .artefacts import *
 from .assessor import *
 from .search import *
+from .experiments import *
+from .experiments import reproduce
