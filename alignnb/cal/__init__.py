@@ -4,3 +4,5 @@ modules are generated from `nbs/90_cal/`."""
 from .schema import *
 from .store import *
 from .widget import *
+from .experiments import *
+from .experiments import reproduce

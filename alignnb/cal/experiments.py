@@ -7,13 +7,25 @@ Docs: https://alignnb.github.io/alignnb/90_cal/experiments.html.md"""
 # %% ../../nbs/90_cal/09_experiments.ipynb #c002
 from __future__ import annotations
 
-import json, random
+import json, random, tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..core import ALIGNNB_COLORS, Claim, Result, bootstrap_interval, plot_style, progress, save_figure, timed
+from ..data import data_samples_dir
+from .schema import LabelSchema
+from .widget import Labeller, SpreadsheetLabeller
+from .store import LabelStore
 
 # %% auto #0
-__all__ = ['support_conversations', 'item_fields']
+__all__ = ['ARMS', 'support_conversations', 'item_fields', 'AnnotatorModel', 'ItemRecord', 'run_cal', 'run_spreadsheet',
+           'StudyConfig', 'Study', 'run_study', 'unit_means', 'exact_interval', 'refusal_claim', 'difference_claim',
+           'guidance_claim', 'study_claims', 'arm_summary', 'plot_study', 'reproduce']
 
-# %% ../../nbs/90_cal/09_experiments.ipynb #c005
+# %% ../../nbs/90_cal/09_experiments.ipynb #c006
 _PRODUCTS = ["router", "X200 headset", "smart plug", "laptop stand", "e-reader", "coffee grinder", "webcam", "monitor"]
 _PLACES = ["Norway", "Portugal", "Chile", "Japan", "Canada", "Kenya"]
 _TEXTS = {
@@ -33,7 +45,7 @@ _TEXTS = {
     "closing": ["You are welcome, have a nice day!", "Glad to help. Goodbye!", "Happy to help, take care."],
 }
 
-# %% ../../nbs/90_cal/09_experiments.ipynb #c006
+# %% ../../nbs/90_cal/09_experiments.ipynb #c007
 def _conversation_acts(rng: random.Random) -> list:
     "The (speaker, gold label) sequence of one chat, from the dialogue grammar."
     acts = [("user", "greeting"), ("agent", "greeting")] if rng.random() < 0.5 else []
@@ -46,7 +58,7 @@ def _conversation_acts(rng: random.Random) -> list:
     if rng.random() < 0.8: acts.append(("agent", "closing"))
     return acts
 
-# %% ../../nbs/90_cal/09_experiments.ipynb #c007
+# %% ../../nbs/90_cal/09_experiments.ipynb #c008
 def support_conversations(
     n_conversations: int = 40,  # how many chats
     seed: int = 0,  # the generator's seed
@@ -62,7 +74,313 @@ def support_conversations(
                          "fields": {"speaker": speaker}, "conversation": f"c{c:03d}", "turn": t, "gold": gold})
     return rows
 
-# %% ../../nbs/90_cal/09_experiments.ipynb #c008
+# %% ../../nbs/90_cal/09_experiments.ipynb #c009
 def item_fields(row: dict) -> dict:
     "A sample row without its gold label: what the store and the widget see."
     return {k: row[k] for k in ("id", "text", "fields", "conversation", "turn")}
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c015
+@dataclass
+class AnnotatorModel:
+    "How a simulated annotator errs."
+    slip: float = 0.15  # chance that a choice is a wrong label, uniform over the others (a lapse, not ignorance)
+    answer_error: float = 0.0  # chance of a wrong answer to each guidance question
+    seed: int = 0  # the annotator's random stream
+
+    def __post_init__(self):
+        for name in ("slip", "answer_error"):
+            if not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c016
+@dataclass
+class ItemRecord:
+    "What happened to one item in one arm."
+    item_id: str  # the item
+    conversation: str  # its conversation (the bootstrap unit, with the annotator)
+    gold: str  # the gold label
+    label: str | None  # the label stored in the end
+    actions: int  # events spent on this item
+    inapt_attempts: int  # choices that were inapt in the widget's context when made
+    inapt_stored: int  # of those, how many reached the store
+    gold_context_inapt: bool  # whether the stored label is inapt given the gold label of the previous turn
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c017
+def _slip_choice(rng: random.Random, gold: str, options: list, slip: float) -> str:
+    "The gold label with probability 1 - slip when it is among `options`, else another option at random."
+    others = [o for o in options if o != gold]
+    if gold in options and (not others or rng.random() >= slip): return gold
+    return rng.choice(others) if others else gold
+
+def _gold_context_inapt(schema: LabelSchema, row: dict, previous: dict | None, label: str | None) -> bool:
+    "Whether `label` is inapt for `row` when the previous turn carries its gold label."
+    if label is None or label not in schema.names: return True
+    prev = None if previous is None else item_fields(previous)
+    return schema.why_inapt(label, item_fields(row), prev, None if previous is None else previous["gold"]) is not None
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c018
+def _guided_walk(lab: Labeller, rng: random.Random, gold: str, paths: dict, answer_error: float) -> str | None:
+    "Walk the wizard by clicking its answer buttons; return the label reached."
+    lab.guide_start()
+    while lab.guide_step.label is None:
+        given = lab.guide_answers
+        on_path = [p[len(given)] for p in paths.get(gold, []) if p[:len(given)] == given]
+        options = lab.guide_step.answers
+        answer = on_path[0] if on_path else rng.choice(options)
+        if rng.random() < answer_error: answer = rng.choice([a for a in options if a != answer] or options)
+        next(b for b in lab.guide_answers_box.children if b.description == answer).click()
+    return lab.guide_step.label
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c019
+def _press_label(lab: Labeller, name: str) -> bool:
+    "Type the label's digit into the shortcut box; True if the label was stored."
+    before = lab.store.history(limit=1)
+    lab.keys.value = lab.schema[name].key
+    after = lab.store.history(limit=1)
+    return bool(after) and (not before or after[0].seq != before[0].seq)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c020
+def _label_one(lab: Labeller, rng: random.Random, gold: str, model: AnnotatorModel, guided: bool, paths: dict) -> tuple:
+    "Label the current item as the simulated annotator would: (inapt attempts, of which stored)."
+    attempts, stored_inapt, names = 0, 0, lab.schema.names
+    if guided:
+        reached = _guided_walk(lab, rng, gold, paths, model.answer_error)
+        if not lab.guide_apply.disabled:
+            lab.guide_apply.click()
+            return 0, 0
+        attempts += 1  # the wizard reached an inapt label; its apply button is disabled
+    choice = _slip_choice(rng, gold, names, model.slip)
+    for _ in range(len(names)):
+        inapt = lab.why_inapt(choice) is not None
+        stored = _press_label(lab, choice)
+        attempts, stored_inapt = attempts + inapt, stored_inapt + (inapt and stored)
+        if stored: break
+        choice = _slip_choice(rng, gold, lab.apt(), model.slip)  # now choosing among the enabled buttons
+    return attempts, stored_inapt
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c021
+def run_cal(
+    rows: list,  # sample rows with gold labels, see `support_conversations`
+    schema: LabelSchema,  # the schema
+    model: AnnotatorModel,  # the simulated annotator
+    path: str | Path,  # a fresh SQLite file
+    guided: bool = False,  # walk the wizard for every item instead of choosing directly
+) -> list:  # one `ItemRecord` per item
+    "A scripted labelling run of the `Labeller`: every item once, in queue order."
+    rng, gold = random.Random(model.seed), {r["id"]: r for r in rows}
+    store = LabelStore(path, schema=schema, annotator=f"sim{model.seed}", synchronous="NORMAL")
+    lab, paths, records = Labeller(schema, [item_fields(r) for r in rows], store), schema.guidance_paths(), []
+    for _ in range(len(rows)):
+        row, start = gold[lab.current.id], lab.actions
+        attempts, stored_inapt = _label_one(lab, rng, row["gold"], model, guided, paths)
+        records.append((row, lab.actions - start, attempts, stored_inapt))
+    labels = store.labels()
+    store.close()
+    return [_record(schema, gold, row, labels.get(row["id"]), *rest) for row, *rest in records]
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c022
+def _record(schema, by_id, row, label, actions, attempts, stored_inapt) -> ItemRecord:
+    previous = by_id.get(f"{row['conversation']}-t{row['turn'] - 1}") if row["turn"] > 0 else None
+    return ItemRecord(row["id"], row["conversation"], row["gold"], label, actions, attempts, stored_inapt,
+                      _gold_context_inapt(schema, row, previous, label))
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c023
+def run_spreadsheet(
+    rows: list,  # sample rows with gold labels
+    schema: LabelSchema,  # only to judge aptness afterwards; the sheet itself knows no rules
+    model: AnnotatorModel,  # the simulated annotator
+    path: str | Path,  # a fresh SQLite file
+) -> list:  # one `ItemRecord` per item
+    "A scripted run of the spreadsheet baseline: row by row, each label picked from the dropdown."
+    rng, by_id = random.Random(model.seed), {r["id"]: r for r in rows}
+    store = LabelStore(path, annotator=f"sim{model.seed}", synchronous="NORMAL")
+    sheet, records, labels = SpreadsheetLabeller([item_fields(r) for r in rows], store, schema.names), [], {}
+    for i, row in enumerate(rows):
+        start, choice = sheet.actions, _slip_choice(rng, row["gold"], schema.names, model.slip)
+        if i == 0: sheet.select(row["id"])
+        else: sheet.move()  # the arrow key to the next row
+        previous = rows[i - 1] if row["turn"] > 0 else None
+        own_context = None if previous is None else labels.get(previous["id"])
+        inapt = schema.why_inapt(choice, item_fields(row), None if previous is None else item_fields(previous),
+                                 own_context) is not None
+        sheet.pick(choice)
+        labels[row["id"]] = store.label(row["id"])
+        records.append((row, labels[row["id"]], sheet.actions - start, int(inapt), int(inapt and labels[row["id"]] == choice)))
+    store.close()
+    return [_record(schema, by_id, row, label, *rest) for row, label, *rest in records]
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c029
+ARMS = ("spreadsheet", "cal_keys", "cal_guided", "cal_guided_noisy")
+
+@dataclass
+class StudyConfig:
+    "The scripted study's size and error rates."
+    n_conversations: int = 40  # chats; 40 with seed 0 is the committed sample set
+    n_annotators: int = 2  # simulated annotators, each running every arm
+    slip: float = 0.15  # see `AnnotatorModel.slip`; a lapse rate, not taken from the paper
+    answer_error: float = 0.05  # per-question error of the noisy guided arm
+    seed: int = 0  # data seed; annotator i has seed 1000 + i
+
+    @classmethod
+    def quick(cls) -> StudyConfig: return cls()
+
+    @classmethod
+    def full(cls) -> StudyConfig: return cls(n_conversations=150, n_annotators=8)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c030
+@dataclass
+class Study:
+    "The records of every arm and annotator, and the widget time per label."
+    config: StudyConfig  # what was run
+    records: dict  # arm -> list (one per annotator) of lists of `ItemRecord`
+    seconds_per_label: dict  # arm -> wall seconds of the scripted run per label (widget and store, no human)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c031
+def _sample_rows(cfg: StudyConfig) -> list:
+    "The committed sample set when the config asks for it, else freshly generated chats."
+    path = data_samples_dir() / "cal" / "support_items.jsonl"
+    if (cfg.n_conversations, cfg.seed) == (40, 0) and path.exists():
+        return [json.loads(l) for l in path.read_text().splitlines()]
+    return support_conversations(cfg.n_conversations, cfg.seed)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c032
+def run_study(cfg: StudyConfig | None = None) -> Study:
+    "Run every arm for every simulated annotator on fresh stores in a temporary folder."
+    cfg, schema = cfg or StudyConfig.quick(), LabelSchema.load(data_samples_dir() / "cal" / "support_schema.yaml")
+    rows, records, seconds = _sample_rows(cfg), {a: [] for a in ARMS}, {a: 0.0 for a in ARMS}
+    with tempfile.TemporaryDirectory() as folder:
+        for i in progress(range(cfg.n_annotators), desc="annotators"):
+            for arm in ARMS:
+                model = AnnotatorModel(cfg.slip, cfg.answer_error if arm == "cal_guided_noisy" else 0.0, 1000 + i)
+                path = Path(folder) / f"{arm}-{i}.sqlite"
+                with timed() as t:
+                    if arm == "spreadsheet": recs = run_spreadsheet(rows, schema, model, path)
+                    else: recs = run_cal(rows, schema, model, path, guided=arm.startswith("cal_guided"))
+                records[arm].append(recs)
+                seconds[arm] += t.seconds / len(rows) / cfg.n_annotators
+    return Study(cfg, records, seconds)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c033
+def unit_means(
+    study: Study,
+    arm: str,  # one of `ARMS`
+    measure: Callable,  # `ItemRecord` -> number
+) -> np.ndarray:  # (annotators * conversations,) the mean of `measure` per (annotator, conversation)
+    "Per-unit means of a measure, units in a fixed order (annotator, then conversation) shared by every arm."
+    out = []
+    for recs in study.records[arm]:
+        by_conv = {}
+        for r in recs: by_conv.setdefault(r.conversation, []).append(measure(r))
+        out += [float(np.mean(by_conv[c])) for c in sorted(by_conv)]
+    return np.asarray(out)
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c034
+def exact_interval(k: int, n: int, level: float = 0.95) -> tuple:
+    "Clopper-Pearson interval of a binomial proportion k / n."
+    from scipy.stats import beta
+    if not 0 <= k <= n or n < 1: raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return low, high
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c036
+_PAPER_CLAIM = ("CAL's affordances (apt labels only, guidance, documentation, history) make labelling conversational "
+                "data easier than a spreadsheet, without slowing annotators down.")
+_PAPER = ("Within-subjects user study against a spreadsheet: higher SUS usability (p < 0.001), lower NASA-TLX cognitive "
+          "load (p < 0.05), no increase in task time, CAL preferred. Inapt labels cannot be selected (design decision 1; "
+          "no rate reported).")
+_STUDY_NOTE = ("A user study cannot be rerun here: simulated annotators with a {slip:.0%} slip rate on {n} "
+               "(annotator, conversation) units; the figure tests the mechanism, not the participants' experience.")
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c037
+def refusal_claim(study: Study) -> Claim:
+    "Claim 1: CAL refuses the inapt choices (exact interval over them)."
+    recs = [r for run in study.records["cal_keys"] for r in run]
+    n, stored = sum(r.inapt_attempts for r in recs), sum(r.inapt_stored for r in recs)
+    if n == 0: return Claim("cal_refuses_inapt", "CAL refuses inapt choices", _PAPER, 0.0, 0.0, 1.0, 0.99,
+                            note="no inapt choice was made: nothing to decide")
+    low, high = exact_interval(n - stored, n)
+    sheet = [r for run in study.records["spreadsheet"] for r in run]
+    accepted = sum(r.inapt_stored for r in sheet) / max(sum(r.inapt_attempts for r in sheet), 1)
+    return Claim("cal_refuses_inapt", "Of the label choices that were inapt in context, CAL refuses more than 99%",
+                 "invalid labels cannot be selected (no rate reported)", (n - stored) / n, low, high, 0.99,
+                 interval=f"exact over {n} inapt choices", note=f"the spreadsheet stored {accepted:.0%} of its inapt "
+                 "choices. " + _STUDY_NOTE.format(slip=study.config.slip, n=len(unit_means(study, 'cal_keys', lambda r: 0.0))))
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c038
+def difference_claim(study: Study, name: str, statement: str, paper: str, measure: Callable, arm: str = "cal_keys",
+                     threshold: float = 0.0) -> Claim:
+    "A claim on the per-unit difference spreadsheet minus `arm` of `measure`, bootstrapped over units."
+    diff = unit_means(study, "spreadsheet", measure) - unit_means(study, arm, measure)
+    return Claim.from_samples(name, statement, paper, diff, threshold, unit="(annotator, conversation) units",
+                              note=_STUDY_NOTE.format(slip=study.config.slip, n=len(diff)))
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c039
+def guidance_claim(study: Study) -> Claim:
+    "Claim 4: following the wizard with truthful answers gives the gold label (exact interval)."
+    recs = [r for run in study.records["cal_guided"] for r in run]
+    k, n = sum(r.label == r.gold for r in recs), len(recs)
+    low, high = exact_interval(k, n)
+    return Claim("guided_correct", "With the guidance followed truthfully, more than 95% of labels are correct",
+                 "guidance narrows to the appropriate label (no accuracy reported)", k / n, low, high, 0.95,
+                 interval=f"exact over {n} labels", note="tests that the tree, the rules and the wizard agree with the "
+                 "gold standard; items are not independent within a conversation, so the interval is optimistic")
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c040
+def study_claims(study: Study) -> list:
+    "The four claims of the scripted study."
+    inapt = lambda r: float(r.gold_context_inapt)
+    return [refusal_claim(study),
+            difference_claim(study, "fewer_inapt_labels", "The spreadsheet stores a larger share of inapt labels "
+                             "(given the gold context) than CAL", "inapt labels are prevented", inapt),
+            difference_claim(study, "no_more_actions", "CAL needs fewer actions per label than the spreadsheet",
+                             "no increase in task time (user study)", lambda r: float(r.actions)),
+            guidance_claim(study)]
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c041
+def arm_summary(study: Study) -> dict:
+    "Per arm: accuracy, inapt share in the gold context, actions per label (means with bootstrap intervals)."
+    out = {}
+    for arm in ARMS:
+        for name, f in (("accuracy", lambda r: float(r.label == r.gold)), ("inapt", lambda r: float(r.gold_context_inapt)),
+                        ("actions", lambda r: float(r.actions))):
+            out[(arm, name)] = bootstrap_interval(unit_means(study, arm, f))
+    return out
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c042
+def plot_study(study: Study, out: str | Path | None = None) -> str:
+    "Bars per arm with 95% bootstrap intervals: accuracy, inapt share, actions per label; returns the file."
+    import matplotlib.pyplot as plt
+    summary = arm_summary(study)
+    with plot_style():
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+        for ax, (name, title) in zip(axes, (("accuracy", "correct labels"), ("inapt", "inapt labels stored"),
+                                            ("actions", "actions per label"))):
+            est = [summary[(a, name)] for a in ARMS]
+            ax.bar(range(len(ARMS)), [e[0] for e in est], yerr=np.array([[e[0] - e[1], e[2] - e[0]] for e in est]).T,
+                   color=ALIGNNB_COLORS[:len(ARMS)], capsize=3)
+            ax.set_xticks(range(len(ARMS)), ["sheet", "CAL keys", "CAL guided", "guided, noisy"], rotation=20)
+            ax.set_title(title)
+        fig.tight_layout()
+    path = save_figure(fig, "cal_scripted_study.png", out)
+    plt.close(fig)
+    return path
+
+# %% ../../nbs/90_cal/09_experiments.ipynb #c043
+def reproduce(
+    quick: bool = True,  # the committed sample (40 chats, 2 annotators); False: 150 chats, 8 annotators
+    out: str | Path | None = None,  # folder for the figure
+    config: StudyConfig | None = None,  # overrides the preset
+) -> Result:  # the four claims; the study on `.details`
+    "Run the scripted study of CAL against the spreadsheet and decide its claims."
+    cfg = config or (StudyConfig.quick() if quick else StudyConfig.full())
+    with timed() as t:
+        study = run_study(cfg)
+        figure = plot_study(study, out)
+    s = arm_summary(study)
+    ours = {f"{name} {arm}": s[(arm, name)][0] for arm in ARMS for name in ("accuracy", "inapt", "actions")}
+    ours.update({f"widget ms per label {arm}": 1000 * study.seconds_per_label[arm] for arm in ARMS})
+    ours["user study (SUS, NASA-TLX, time, preference)"] = "not rerun: needs human participants"
+    res = Result("cal", _PAPER_CLAIM, _PAPER, ours, t.seconds, [figure], study_claims(study))
+    res.details = study
+    return res

@@ -62,14 +62,16 @@ class LabelStore:
                  path: str | Path,  # the database file; created if missing, resumed if present
                  schema: LabelSchema | None = None,  # if given, labels outside it are refused
                  annotator: str = "annotator",  # the default annotator of calls that name none
-                 timeout: float = 30.0):  # seconds to wait for another writer's lock
+                 timeout: float = 30.0,  # seconds to wait for another writer's lock
+                 synchronous: str = "FULL"):  # SQLite's fsync level; NORMAL survives a killed process, not a power cut
         if schema is not None and not isinstance(schema, LabelSchema):
             raise TypeError(f"schema must be a LabelSchema or None, got {type(schema).__name__}")
         if not isinstance(annotator, str) or not annotator: raise ValueError(f"annotator must be a non-empty str, got {annotator!r}")
         self.path, self.schema, self.annotator = str(path), schema, annotator
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self.journal_mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        self._db.execute("PRAGMA synchronous=FULL")
+        if synchronous not in ("FULL", "NORMAL"): raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA_SQL + "COMMIT;")  # one transaction: safe when racing
 
@@ -267,6 +269,19 @@ def labels(self: LabelStore, annotator: str | None = None) -> dict:
     rows = self._db.execute("SELECT l.item_id, l.label FROM labels l JOIN items i ON i.id=l.item_id "
                             "WHERE l.annotator=? ORDER BY i.position", (annotator or self.annotator,))
     return dict(rows.fetchall())
+
+@patch
+def recent_labels(
+    self: LabelStore,
+    annotator: str | None = None,  # whose labels; default the store's annotator
+    label: str | None = None,  # only items currently carrying this label
+    limit: int = 50,  # at most this many
+) -> list:  # (item_id, label, text) tuples, most recently changed first
+    "The items `annotator` labelled most recently, with their current labels: the history panel's rows."
+    sql = ("SELECT l.item_id, l.label, i.text FROM labels l JOIN items i ON i.id=l.item_id WHERE l.annotator=?"
+           + (" AND l.label=?" if label is not None else "") + " ORDER BY l.updated_at DESC, i.position DESC LIMIT ?")
+    args = (annotator or self.annotator, *([label] if label is not None else []), int(limit))
+    return [tuple(r) for r in self._db.execute(sql, args)]
 
 @patch
 def progress(self: LabelStore, annotator: str | None = None) -> tuple:

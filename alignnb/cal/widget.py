@@ -55,9 +55,12 @@ class Labeller:
             items = [as_item(x) for x in items]
             store.add_items(items)
         self.items = items if items is not None else store.items()
+        self._by_conversation = {}
+        for x in sorted(self.items, key=lambda x: x.turn): self._by_conversation.setdefault(x.conversation, []).append(x)
         if not self.items: raise ValueError("items is empty: nothing to label")
         self.queue, self.position, self.actions, self.refused = queue_order(self.items, order), 0, 0, 0
-        self.guide_answers, self.message, self._skipped, self._busy = [], "", set(), False
+        self._queued = set(self.queue)
+        self.guide_answers, self.message, self._skipped, self._busy, self._answer_buttons = [], "", set(), False, {}
         self._build()
         self.position = self._next_unlabelled(-1, include_skipped=True) or 0
         self.refresh()
@@ -75,15 +78,16 @@ def context(self: Labeller, item_id: str | None = None) -> tuple:
     return previous, None if previous is None else self.store.label(previous.id, self.annotator)
 
 @patch
-def why_inapt(self: Labeller, label: str) -> str | None:
-    "Why `label` cannot be chosen for the current item, or None when it can."
+def why_inapt(self: Labeller, label: str, context: tuple | None = None) -> str | None:
+    "Why `label` cannot be chosen for the current item, or None when it can; `context` saves a lookup."
     if label not in self.schema.names: return f"unknown label {label!r}"
-    return self.schema.why_inapt(label, self.current, *self.context())
+    return self.schema.why_inapt(label, self.current, *(context or self.context()))
 
 @patch
 def apt(self: Labeller) -> list:
     "The labels that can be chosen for the current item."
-    return [n for n in self.schema.names if self.why_inapt(n) is None]
+    context = self.context()
+    return [n for n in self.schema.names if self.why_inapt(n, context) is None]
 
 # %% ../../nbs/90_cal/02_widget.ipynb #c012
 @patch
@@ -179,14 +183,14 @@ def guide_start(self: Labeller) -> None:
     "Start (or restart) the guidance wizard for the current item."
     if self.schema.guidance is None: raise ValueError(f"schema {self.schema.name!r} has no guidance tree")
     self.guide_answers = []
-    self.refresh()
+    self._refresh_guide()
 
 @patch
 def guide_answer(self: Labeller, answer: str) -> None:
     "Answer the wizard's current question."
     self.schema.guide([*self.guide_answers, answer])  # raises on an answer that is not offered
     self.guide_answers = [*self.guide_answers, answer]
-    self.refresh()
+    self._refresh_guide()
 
 @patch(as_prop=True)
 def guide_step(self: Labeller):
@@ -282,9 +286,12 @@ def _build_guide(self: Labeller) -> W.Widget:
 
 @patch
 def _answer_button(self: Labeller, answer: str) -> W.Button:
-    b = _button(answer, "", "cal-guide-answer")
-    b.on_click(self._counted(lambda _: self.guide_answer(answer)))
-    return b
+    "The wizard's button for `answer`, made once and reused (answers recur across questions)."
+    if answer not in self._answer_buttons:
+        b = _button(answer, "", "cal-guide-answer")
+        b.on_click(self._counted(lambda _: self.guide_answer(answer)))
+        self._answer_buttons[answer] = b
+    return self._answer_buttons[answer]
 
 # %% ../../nbs/90_cal/02_widget.ipynb #c027
 @patch
@@ -326,8 +333,7 @@ def _build(self: Labeller) -> None:
 def _context_html(self: Labeller) -> str:
     "The previous turns of the conversation (up to three) with their labels, then the current turn."
     it, labels = self.current, self.store.labels(self.annotator)
-    before = [x for x in self.items if it.conversation is not None and x.conversation == it.conversation
-              and x.turn < it.turn][-3:]
+    before = [x for x in self._by_conversation.get(it.conversation, []) if x.turn < it.turn][-3:]
     def line(x, style): return (f"<div style='{style}'>[{html.escape(str(x.fields.get('speaker', '')))}] "
                                 f"{html.escape(x.text)} <code>{html.escape(labels.get(x.id, '-'))}</code></div>")
     rows = [line(x, "color:#777") for x in before] + [line(it, "font-weight:bold;font-size:1.1em")]
@@ -354,14 +360,9 @@ def _refresh_guide(self: Labeller) -> None:
 # %% ../../nbs/90_cal/02_widget.ipynb #c032
 @patch
 def _refresh_history(self: Labeller) -> None:
-    wanted = self.history_filter.value
-    labels, texts = self.store.labels(self.annotator), {x.id: x.text for x in self.items}
-    entries, seen = [], set()
-    for h in self.store.history(annotator=self.annotator):
-        if h.item_id in seen or h.item_id not in labels or h.action == "skip": continue
-        seen.add(h.item_id)
-        if wanted in self.schema.names and labels[h.item_id] != wanted: continue
-        entries.append((f"{h.item_id}: {labels[h.item_id]} | {texts.get(h.item_id, '')[:50]}", h.item_id))
+    wanted = self.history_filter.value if self.history_filter.value in self.schema.names else None
+    rows = self.store.recent_labels(self.annotator, wanted, limit=50)
+    entries = [(f"{item_id}: {label} | {text[:50]}", item_id) for item_id, label, text in rows]
     self._busy, old = True, self._busy
     try: self.history_list.options, self.history_list.value = entries, None
     finally: self._busy = old
@@ -370,15 +371,15 @@ def _refresh_history(self: Labeller) -> None:
 @patch
 def refresh(self: Labeller) -> None:
     "Render the state into the widgets."
-    done, current = self.store.progress(self.annotator)[0], self.store.label(self.current.id, self.annotator)
-    labelled = len(set(self.store.labels(self.annotator)) & set(self.queue))
+    current = self.store.label(self.current.id, self.annotator)
+    labelled = len(self._queued.intersection(self.store.labels(self.annotator)))
     self.progress_bar.value = labelled
     self.progress_text.value = (f"{labelled} / {len(self.queue)} labelled; item {self.position + 1} of the queue"
                                 + (f"; current label <b>{html.escape(current)}</b>" if current else ""))
     self.context_html.value = self._context_html()
-    reasons = []
+    reasons, context = [], self.context()
     for name, b in self.label_buttons.items():
-        why = self.why_inapt(name)
+        why = self.why_inapt(name, context)
         b.disabled, b.tooltip = why is not None, why or self.schema[name].definition
         b.button_style = "info" if name == current else ""
         if why: reasons.append(f"<li><code>{html.escape(name)}</code>: {html.escape(why)}</li>")
