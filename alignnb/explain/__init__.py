@@ -3,3 +3,4 @@ with ground-truth rationales, attention and decomposition, global methods, and t
 plausibility. Written by hand (nbdev leaves a package's `__init__.py` alone); the modules are generated from
 `nbs/50_explain/`."""
 from .attribution import *
+from .attention import *
