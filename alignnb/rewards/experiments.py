@@ -18,7 +18,8 @@ import torch
 from fastcore.basics import patch
 
 from ..core import Claim, Result, plot_style, progress, save_figure, seed_everything, timed, torch_threads
-from .reward_models import PROPERTIES, RewardTask, fit_property_reward_models, load_reward_task
+from .reward_models import (PROPERTIES, BradleyTerryRewardModel, RewardTask, fit_property_reward_models,
+                                           load_reward_task)
 from .rlhf import LogitBiasPolicy, rlhf
 from .transform import combine_rewards, reference_reward
 
@@ -35,7 +36,7 @@ class ReproConfig:
     kl_grid: tuple = (4.0, 6.0, 8.0, 10.0)  # nats: where the two win-rate curves are compared, fixed before the run
     pair_kl_coefs: tuple = (0.2,)  # gamma of the two-property arms: the tight leash, where raw still over-reaches
     steps: int = 8  # RL steps: enough for raw rewards to start hacking at the loose gamma on 2 CPU cores
-    seeds: tuple = (0, 1)  # two quick, so that seed-to-seed variation enters every interval; ten full
+    seeds: tuple = (0, 1)  # two quick, so that seed-to-seed variation enters every interval; eight full
     lr: float = 10.0  # SGD on the logit bias (clipped): 8 steps reach the KL where the reward model breaks; 5 does not
     prompts_per_step: int = 4  # P: 16 samples a step, cheap on a CPU and enough prompts to average over
     samples_per_prompt: int = 4  # k, the RLOO group: the leave-one-out baseline needs k >= 2, more lowers its variance
@@ -46,6 +47,7 @@ class ReproConfig:
     max_new_tokens: int = 12  # as the committed reference samples
     resamples: int = 2000  # bootstrap resamples per interval (full: 4000, for the 0.625% tails of a 4-KL Bonferroni)
     cpu_threads: int = 1  # tiny matrices: on a shared CPU one thread avoids synchronisation stalls (several x faster)
+    workers: int = 1  # processes, one seed each at a time (fork; full: 2, one per core); results do not depend on it
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #6abe5cc7
 @patch(cls_method=True)
@@ -56,9 +58,9 @@ def quick(cls: ReproConfig) -> ReproConfig:
 # %% ../../nbs/10_rewards/09_experiments.ipynb #6bbff0ad
 @patch(cls_method=True)
 def full(cls: ReproConfig) -> ReproConfig:
-    "The run of `--full`: ten seeds, four gammas a method, 32 evaluation samples per held-out prompt (minutes)."
+    "The run of `--full`: eight seeds, four gammas a method, 32 evaluation samples per held-out prompt (minutes)."
     return cls(kl_coefs=(0.05, 0.2, 1.0), raw_only_kl_coefs=(0.5,), lsc_only_kl_coefs=(0.02,),
-               seeds=tuple(range(10)), eval_samples=32, resamples=4000)
+               seeds=tuple(range(8)), eval_samples=32, resamples=4000, workers=2)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #313a8740
 def _single_coefs(config: ReproConfig, how: str) -> tuple:
@@ -212,21 +214,47 @@ def _fit_seed(task, reference, tokenizer, config: ReproConfig, feature_cache: di
     return (models, report) + _reference_rewards(task, models, config)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #193e5365
-def _arms(task, reference, tokenizer, config: ReproConfig, feature_cache: dict) -> Sweep:
-    "Every run: one property over each method's gammas, two over `pair_kl_coefs`, for every seed."
-    held = task.prompts[config.train_prompts:]
+def _seed_arms(task, reference, tokenizer, config: ReproConfig, feature_cache: dict, seed: int) -> tuple:
+    "One seed, from a copy of the warm cache: reward models, every arm; (runs, held-out accuracy per property, pi_0's learned reward)."
     arms = [(("helpfulness",), c, how) for how in ("raw", "lsc") for c in _single_coefs(config, how)]
     arms += [(PROPERTIES, c, how) for c in config.pair_kl_coefs for how in ("raw", "lsc")]
-    fitted, runs = {}, []
-    for seed, properties, kl_coef, how in progress([(s,) + a for s in config.seeds for a in arms],
-                                                   desc="rewards: RL arms"):
-        if seed not in fitted: fitted[seed] = _fit_seed(task, reference, tokenizer, config, feature_cache, seed)
-        models, _, refs, scores = fitted[seed]
-        runs.append(_run_arm(how, properties, kl_coef, seed, task, models, refs, scores, reference, tokenizer,
-                             config))
-    accuracy = {name: float(np.mean([f[1][name].valid_accuracy for f in fitted.values()])) for name in PROPERTIES}
-    level = np.mean([float(torch.cat([f[3]["helpfulness"][x] for x in held]).mean()) for f in fitted.values()])
-    return Sweep(runs, accuracy, _reference_levels(task, held), float(level))
+    seed_everything(seed)  # nothing of a seed depends on what ran before it in the process
+    models, report, refs, scores = _fit_seed(task, reference, tokenizer, config, dict(feature_cache), seed)
+    runs = [_run_arm(how, properties, c, seed, task, models, refs, scores, reference, tokenizer, config)
+            for properties, c, how in arms]
+    level = float(torch.cat([scores["helpfulness"][x] for x in task.prompts[config.train_prompts:]]).mean())
+    return runs, {name: report[name].valid_accuracy for name in PROPERTIES}, level
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #62bdb232
+_SHARED = {}  # what forked workers inherit: the arguments of `_seed_arms` before the seed
+
+def _forked_seed(seed: int) -> tuple:
+    "A worker's job: every arm of one seed."
+    torch.set_num_threads(1)
+    return _seed_arms(*_SHARED["args"], seed)
+
+def _map_seeds(args: tuple, config: ReproConfig) -> list:
+    "`_seed_arms(*args, seed)` for every seed, in seed order: in this process, or in `config.workers` forked ones."
+    import multiprocessing as mp
+    bar = dict(desc=f"rewards: seeds ({len(config.seeds)}, {config.workers} worker(s))", total=len(config.seeds))
+    if config.workers <= 1 or "fork" not in mp.get_all_start_methods():
+        return [_seed_arms(*args, seed) for seed in progress(config.seeds, **bar)]
+    _SHARED["args"] = args
+    try:
+        with mp.get_context("fork").Pool(min(config.workers, len(config.seeds))) as pool:
+            return list(progress(pool.imap(_forked_seed, config.seeds), **bar))
+    finally: _SHARED.clear()
+
+# %% ../../nbs/10_rewards/09_experiments.ipynb #93ef0a74
+def _arms(task, reference, tokenizer, config: ReproConfig, feature_cache: dict) -> Sweep:
+    "Every run: one property over each method's gammas, two over `pair_kl_coefs`, for every seed."
+    flat = [(p, r) for p, rs in zip(task.prompts, task.reference_responses) for r in rs]
+    BradleyTerryRewardModel(reference, tokenizer, cache=feature_cache).features(*map(list, zip(*flat)))  # warm
+    per_seed = _map_seeds((task, reference, tokenizer, config, feature_cache), config)
+    runs = [run for seed_runs, _, _ in per_seed for run in seed_runs]
+    accuracy = {name: float(np.mean([a[name] for _, a, _ in per_seed])) for name in PROPERTIES}
+    level = float(np.mean([level for _, _, level in per_seed]))
+    return Sweep(runs, accuracy, _reference_levels(task, task.prompts[config.train_prompts:]), level)
 
 # %% ../../nbs/10_rewards/09_experiments.ipynb #45fb1f93
 def _arm_table(runs: list[ArmRun], how: str, properties: int, kl_coef: float, metric: str) -> np.ndarray:  # (S, P)
