@@ -7,15 +7,21 @@ Docs: https://alignnb.github.io/alignnb/40_calibration/recalibration.html.md"""
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #700107c5
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from fastcore.basics import patch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from ..core import torch_threads
-from .scores import _errors_from_sums, _to_numpy, bin_sums, check_labels, check_probs
+from .scores import (_errors_from_sums, _check_binning, _real_array, _to_numpy, bin_sums, brier_score,
+                                        check_labels, check_probs, log_score)
 
 # %% auto #0
 __all__ = ['LogitRecalibrator', 'TemperatureScaling', 'MatrixScaling', 'VectorScaling', 'EnsembleTemperatureScaling',
-           'isotonic_regression', 'IsotonicCalibration', 'reliability_diagram']
+           'isotonic_regression', 'IsotonicCalibration', 'CalibrationErrorEstimate', 'cross_fitted_calibration_error',
+           'reliability_diagram']
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #2b6ca9f2
 def _affine_injective(W: np.ndarray) -> bool:
@@ -27,9 +33,10 @@ def _affine_injective(W: np.ndarray) -> bool:
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #c4d9bbe2
 def _fit_inputs(logits, labels):
     "Validated (N, C) float64 logits and (N,) int64 labels as torch tensors."
-    z = _to_numpy(logits, "logits")
-    if z.ndim != 2: raise ValueError(f"logits must have shape (N, C), got {z.shape}")
-    check_probs(z, labels, from_logits=True)
+    if labels is None: raise ValueError("this recalibrator requires y to be passed, but the target y is None")
+    z = _to_numpy(logits, "X")
+    if z.ndim != 2: raise ValueError(f"X (logits) must have shape (N, C), got {z.shape}; Reshape your data")
+    check_probs(z, labels, from_logits=True, name="X (logits)")
     return torch.as_tensor(np.asarray(z, dtype=np.float64)), torch.as_tensor(check_labels(labels, len(z), z.shape[1]))
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #24ab0e46
@@ -46,49 +53,72 @@ def _lbfgs(params: list, loss_fn, max_iter: int = 200) -> float:
         return float(opt.step(closure).detach())
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #bf4aa33d
-def _check_fitted(recalibrator, n_classes: int) -> None:
+def _check_fitted(recalibrator, n_classes: int | None) -> None:
     "Raise sklearn's `NotFittedError` before `fit`, and a `ValueError` for logits of another class count."
     from sklearn.exceptions import NotFittedError
     name = type(recalibrator).__name__
     fitted = getattr(recalibrator, "n_classes_", None)
     if fitted is None: raise NotFittedError(f"this {name} is not fitted yet: call fit(logits, labels) first")
-    if n_classes != fitted:
-        raise ValueError(f"logits have {n_classes} classes, but this {name} was fitted on {fitted}")
+    if n_classes is not None and n_classes != fitted:
+        raise ValueError(f"X has {n_classes} features, but {name} is expecting {fitted} features as input "
+                         f"(logits have {n_classes} classes, but this {name} was fitted on {fitted})")
+
+def _check_finite_proba(q: torch.Tensor, name: str) -> torch.Tensor:
+    "Refuse non-finite probabilities (N, C), which only overflowing logits produce."
+    if not torch.isfinite(q).all():
+        raise ValueError(f"X (logits) overflow this {name}: non-finite probabilities; rescale the logits")
+    return q
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #b999b38b
-class LogitRecalibrator:
-    "Base class: `fit(logits, labels)` by NLL, `predict_proba(logits)`, and an `injective` flag."
+class LogitRecalibrator(ClassifierMixin, BaseEstimator):
+    "Base class, a scikit-learn classifier on logits: `fit` by NLL, `predict_proba`, `predict`, an `injective` flag."
     injective: bool = False
-    def fit(self, logits, labels):
-        "Fit the map to validation logits (N, C) and labels (N,) by minimising the NLL."
-        z, y = _fit_inputs(logits, labels)
-        self._fit(z, y)
-        self.n_classes_ = z.shape[1]  # sklearn's convention: set by fit, checked by predict_proba
+    def _check_params(self) -> None: pass
+    def fit(self, X, y):
+        "Fit the map to validation logits X (N, C) and integer labels y (N,) by minimising the NLL."
+        self._check_params()
+        z, labels = _fit_inputs(X, y)
+        self._fit(z, labels)
+        with torch.no_grad(): _check_finite_proba(self._proba(z), type(self).__name__)
+        self.n_classes_ = self.n_features_in_ = z.shape[1]  # sklearn's convention: set by fit, checked later
+        self.classes_ = np.arange(z.shape[1])
         return self
-    def predict_proba(self, logits) -> np.ndarray:
-        "Recalibrated probabilities (N, C) for logits (N, C)."
-        z = _to_numpy(logits, "logits")
-        if z.ndim != 2: raise ValueError(f"logits must have shape (N, C), got {z.shape}")
+    def predict_proba(self, X) -> np.ndarray:
+        "Recalibrated probabilities (N, C) for logits X (N, C)."
+        z = _to_numpy(X, "X")
+        if z.ndim != 2: raise ValueError(f"X (logits) must have shape (N, C), got {z.shape}; Reshape your data")
         _check_fitted(self, z.shape[1])
-        check_probs(z, from_logits=True)
-        with torch.no_grad(): return self._proba(torch.as_tensor(np.asarray(z, dtype=np.float64))).numpy()
+        check_probs(z, from_logits=True, name="X (logits)")
+        with torch.no_grad(): q = self._proba(torch.as_tensor(np.asarray(z, dtype=np.float64)))
+        return _check_finite_proba(q, type(self).__name__).numpy()
+    def predict(self, X) -> np.ndarray:
+        "The class (N,) of highest recalibrated probability for logits X (N, C)."
+        return self.predict_proba(X).argmax(1)
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #b3667c74
 class TemperatureScaling(LogitRecalibrator):
     "Temperature scaling: softmax(z / T), T > 0 fitted by NLL with L-BFGS on log T."
     injective = True
-    def __init__(self): self.temperature = 1.0
     def _fit(self, z, y):
         log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
         _lbfgs([log_t], lambda: torch.nn.functional.cross_entropy(z / log_t.exp(), y))
-        self.temperature = float(log_t.detach().exp())
-    def _proba(self, z): return torch.softmax(z / self.temperature, -1)
+        self.temperature_ = float(log_t.detach().exp())
+    def _proba(self, z): return torch.softmax(z / self.temperature_, -1)
+    @property
+    def temperature(self) -> float:
+        "The fitted T (alias of `temperature_`)."
+        _check_fitted(self, getattr(self, "n_classes_", None))
+        return self.temperature_
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #453fb588
 class MatrixScaling(LogitRecalibrator):
     "Matrix scaling of canonical logits: softmax(W log p + b), with an L2 penalty pulling (W, b) to (I, 0)."
-    def __init__(self, regularization: float = 0.0):  # lambda, weight of ||W - I||^2 + ||b||^2 (ODIR-style)
-        self.regularization, self.weight, self.bias = regularization, None, None
+    def __init__(self, regularization: float = 0.0):  # lambda >= 0, weight of ||W - I||^2 + ||b||^2 (ODIR-style)
+        self.regularization = regularization
+    def _check_params(self):
+        r = self.regularization
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not 0 <= r < np.inf:
+            raise ValueError(f"regularization must be a finite number >= 0, got {r!r}")
     def _init(self, C): return torch.eye(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
     def _fit(self, z, y):
         a = torch.log_softmax(z, -1)  # canonical logits, a function of P alone
@@ -98,15 +128,29 @@ class MatrixScaling(LogitRecalibrator):
             reg = self.regularization * (((W - W0) ** 2).sum() + (b**2).sum())
             return torch.nn.functional.cross_entropy(self._apply(a, W, b), y) + reg
         _lbfgs([W, b], loss)
-        self.weight, self.bias = W.detach(), b.detach()
+        self.weight_, self.bias_ = W.detach(), b.detach()
     def _apply(self, a, W, b): return a @ W.T + b
-    def _proba(self, z): return torch.softmax(self._apply(torch.log_softmax(z, -1), self.weight, self.bias), -1)
-    @property
-    def injective(self) -> bool:
-        "Injective on the simplex (see above); False before fitting."
-        if self.weight is None: return False
-        W = self.weight.numpy()
-        return _affine_injective(W if W.ndim == 2 else np.diag(W))
+    def _proba(self, z): return torch.softmax(self._apply(torch.log_softmax(z, -1), self.weight_, self.bias_), -1)
+
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #15bada6a
+@patch(as_prop=True)
+def injective(self: MatrixScaling) -> bool:
+    "Injective on the simplex (see above); False before fitting."
+    if not hasattr(self, "weight_"): return False
+    W = self.weight_.numpy()
+    return _affine_injective(W if W.ndim == 2 else np.diag(W))
+
+@patch(as_prop=True)
+def weight(self: MatrixScaling) -> torch.Tensor:
+    "The fitted W (a vector w for vector scaling); alias of `weight_`."
+    _check_fitted(self, getattr(self, "n_classes_", None))
+    return self.weight_
+
+@patch(as_prop=True)
+def bias(self: MatrixScaling) -> torch.Tensor:
+    "The fitted b; alias of `bias_`."
+    _check_fitted(self, getattr(self, "n_classes_", None))
+    return self.bias_
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #ddcf4ab1
 class VectorScaling(MatrixScaling):
@@ -118,18 +162,23 @@ class VectorScaling(MatrixScaling):
 class EnsembleTemperatureScaling(LogitRecalibrator):
     "Ensemble temperature scaling (Zhang et al. 2020): w1 softmax(z/T) + w2 softmax(z) + w3 / C."
     injective = False  # a mixture with the identity and the uniform is not guaranteed to be injective
-    def __init__(self): self.temperature, self.weights = 1.0, np.array([1.0, 0.0, 0.0])
     def _fit(self, z, y):
         ts = TemperatureScaling()
         ts._fit(z, y)
-        self.temperature = ts.temperature
+        self.temperature_ = ts.temperature_
         theta = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64, requires_grad=True)
         rows = torch.arange(len(y))
         _lbfgs([theta], lambda: -torch.log(self._mix(z, torch.softmax(theta, 0))[rows, y]).mean())
-        self.weights = torch.softmax(theta, 0).detach().numpy()
+        self.weights_ = torch.softmax(theta, 0).detach().numpy()
     def _mix(self, z, w):
-        return w[0] * torch.softmax(z / self.temperature, -1) + w[1] * torch.softmax(z, -1) + w[2] / z.shape[1]
-    def _proba(self, z): return self._mix(z, torch.as_tensor(self.weights))
+        return w[0] * torch.softmax(z / self.temperature_, -1) + w[1] * torch.softmax(z, -1) + w[2] / z.shape[1]
+    def _proba(self, z): return self._mix(z, torch.as_tensor(self.weights_))
+    temperature = TemperatureScaling.temperature
+    @property
+    def weights(self) -> np.ndarray:
+        "The fitted mixture weights (w1, w2, w3); alias of `weights_`."
+        _check_fitted(self, getattr(self, "n_classes_", None))
+        return self.weights_
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #60b5a962
 def isotonic_regression(
@@ -137,9 +186,13 @@ def isotonic_regression(
     y: np.ndarray,  # (n,) targets
 ) -> tuple[np.ndarray, np.ndarray]:  # sorted unique x (m,) and the non-decreasing fit at them (m,)
     "Least-squares non-decreasing fit by pool-adjacent-violators (ties in x are pooled first)."
-    ux, inv = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
+    x, y = (_real_array(a, n).astype(np.float64) for a, n in ((x, "x"), (y, "y")))
+    if x.ndim != 1 or x.shape != y.shape or not len(x):
+        raise ValueError(f"x and y must be non-empty (n,) arrays of one length, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()): raise ValueError("x or y contain NaN or inf")
+    ux, inv = np.unique(x, return_inverse=True)
     w = np.bincount(inv).astype(np.float64)
-    vals = list(np.bincount(inv, weights=np.asarray(y, dtype=np.float64)) / w)
+    vals = list(np.bincount(inv, weights=y) / w)
     blocks: list[list[float]] = []  # [mean, weight, size]
     for v, wt in zip(vals, w):
         blocks.append([v, wt, 1])
@@ -155,34 +208,101 @@ class IsotonicCalibration(LogitRecalibrator):
     injective = False
     def _fit(self, z, y):
         p = torch.softmax(z, -1).numpy()
-        self.maps = [isotonic_regression(p[:, k], (y.numpy() == k).astype(float)) for k in range(p.shape[1])]
+        self.maps_ = [isotonic_regression(p[:, k], (y.numpy() == k).astype(float)) for k in range(p.shape[1])]
     def _proba(self, z):
         p = torch.softmax(z, -1).numpy()
-        q = np.stack([np.interp(p[:, k], xk, fk) for k, (xk, fk) in enumerate(self.maps)], 1)  # (N, C)
+        q = np.stack([np.interp(p[:, k], xk, fk) for k, (xk, fk) in enumerate(self.maps_)], 1)  # (N, C)
         s = q.sum(1, keepdims=True)
         return torch.as_tensor(np.where(s > 0, q / np.where(s > 0, s, 1), 1.0 / q.shape[1]))
+    @property
+    def maps(self) -> list:
+        "The fitted (x, f(x)) step functions, one per class; alias of `maps_`."
+        _check_fitted(self, getattr(self, "n_classes_", None))
+        return self.maps_
+
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #cea0c781
+@dataclass
+class CalibrationErrorEstimate:
+    "A cross-fitted estimate (12) of CE_S, with its standard error."
+    estimate: float  # mean of S(P_i, y_i) - S(h_{-k(i)}(P_i), y_i); a lower bound on CE_S in expectation
+    std_error: float  # sample standard deviation of the per-point differences / sqrt(n)
+    score: str  # 'log' (CE_log = E KL(Q || P)) or 'brier' (CE_2^2)
+    recalibrator: str  # the map fitted on the other folds
+    n_folds: int  # K
+    n: int  # test points
+
+    def _repr_markdown_(self):
+        return (f"{self.score} CE **{self.estimate:.4g}** ± {self.std_error:.2g} (s.e.), cross-fitted "
+                f"{self.recalibrator} over {self.n_folds} folds, n = {self.n}")
+
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #d110000f
+def _fold_scores(score: str, z: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+    "Per-point S(P_i, y_i) - S(q_i, y_i) (N,) for logits z and recalibrated probabilities q."
+    q = np.clip(q, 1e-12, 1)
+    q = q / q.sum(1, keepdims=True)  # still a function of P, so (12) stays a lower bound
+    if score == "log": return log_score(z, y, from_logits=True).per_sample - log_score(q, y).per_sample
+    return brier_score(z, y, from_logits=True).per_sample - brier_score(q, y).per_sample
+
+def _check_folds(n_folds, n: int) -> int:
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= n:
+        raise ValueError(f"n_folds must be an int in [2, {n}] (the number of points), got {n_folds!r}")
+    return int(n_folds)
+
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #a87efe19
+def cross_fitted_calibration_error(
+    logits,  # (N, C) logits z of the model (softmax(z) = P)
+    labels,  # (N,) integer labels
+    score: str = "log",  # 'log' (E KL(Q || P)) or 'brier' (E ||P - Q||^2)
+    recalibrator: LogitRecalibrator | None = None,  # the map family; None: TemperatureScaling()
+    n_folds: int = 5,  # K folds for cross-fitting
+    seed: int = 0,  # fold assignment seed
+) -> CalibrationErrorEstimate:
+    "Cross-fitted estimate (12) of CE_S: consistent when the map family holds the calibration map, else a lower bound."
+    if score not in ("log", "brier"): raise ValueError(f"score must be 'log' or 'brier', got {score!r}")
+    rc = TemperatureScaling() if recalibrator is None else recalibrator
+    if not isinstance(rc, LogitRecalibrator):
+        raise TypeError(f"recalibrator must be a LogitRecalibrator, got {type(rc).__name__}")
+    z, y = (t.numpy() for t in _fit_inputs(logits, labels))
+    n_folds = _check_folds(n_folds, len(y))
+    fold = np.random.default_rng(seed).permutation(len(y)) % n_folds  # (N,) fold of each point
+    diff = np.empty(len(y))
+    for k in range(n_folds):
+        test = fold == k
+        diff[test] = _fold_scores(score, z[test], y[test], clone(rc).fit(z[~test], y[~test]).predict_proba(z[test]))
+    se = float(diff.std(ddof=1) / np.sqrt(len(y)))
+    return CalibrationErrorEstimate(float(diff.mean()), se, score, type(rc).__name__, n_folds, len(y))
+
+# %% ../../nbs/40_calibration/01_recalibration.ipynb #cb5360bc
+def _draw_reliability(ax, counts: np.ndarray, sc: np.ndarray, so: np.ndarray, top: bool) -> None:
+    "Bars of the outcome rate, the gap to the mean confidence and the share of points, per bin (B,)."
+    n_bins = len(counts)
+    safe, centers = np.maximum(counts, 1), (np.arange(n_bins) + 0.5) / n_bins
+    acc, conf = np.where(counts > 0, so / safe, 0), np.where(counts > 0, sc / safe, centers)
+    ax.bar(centers, acc, width=1 / n_bins, edgecolor="white", label="accuracy" if top else "frequency of Y=1")
+    ax.bar(centers, conf - acc, bottom=acc, width=1 / n_bins, color="#d1495b", alpha=0.35, label="gap to confidence")
+    ax.bar(centers, 0.15 * counts / counts.max(), width=1 / n_bins, color="0.4", alpha=0.4, label="share of points")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #83a534ab
 def reliability_diagram(
-    probs,  # (N, C) probabilities (or logits with `from_logits`)
+    probs,  # (N, C) probabilities (or logits with `from_logits`, or (N,) binary P(Y=1))
     labels,  # (N,) integer labels
     ax=None,  # a matplotlib Axes; None creates a figure
     n_bins: int = 15,  # B, equal-width bins
     title: str | None = None,  # axes title; None shows the ECE
     from_logits: bool = False,  # apply a softmax first
+    mode: str | None = None,  # 'top' or 'binary'; None: 'binary' for (N,) input, else 'top'
 ):
-    "Top-label reliability diagram: accuracy and mean confidence per bin, with the ECE in the title."
+    "Reliability diagram of the top-label or binary problem: outcome rate and confidence per bin, ECE in the title."
     import matplotlib.pyplot as plt
     p, y = check_probs(probs, labels, from_logits=from_logits)
-    counts, sc, so = (a[0] for a in bin_sums(p, y, n_bins))  # (B,) each
-    safe, centers = np.maximum(counts, 1), (np.arange(n_bins) + 0.5) / n_bins
-    acc, conf = np.where(counts > 0, so / safe, 0), np.where(counts > 0, sc / safe, centers)
+    n_bins, mode = _check_binning(n_bins, "width", mode, p.shape[1], np.ndim(probs) == 1)
+    if mode == "classwise": raise ValueError("mode must be 'top' or 'binary' for a diagram, got 'classwise'")
+    counts, sc, so = (a[0] for a in bin_sums(p, y, n_bins, mode=mode))  # (B,) each
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
-    ax.bar(centers, acc, width=1 / n_bins, edgecolor="white", label="accuracy")
-    ax.bar(centers, conf - acc, bottom=acc, width=1 / n_bins, color="#d1495b", alpha=0.35, label="gap to confidence")
-    ax.bar(centers, 0.15 * counts / counts.max(), width=1 / n_bins, color="0.4", alpha=0.4, label="share of points")
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    _draw_reliability(ax, counts, sc, so, mode == "top")
     ece = _errors_from_sums(counts[None], sc[None], so[None], "l1", False)[0]
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title or f"ECE = {ece:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence" if mode == "top" else "P(Y=1)", ylabel="outcome rate",
+           title=title or f"ECE = {ece:.3f}")
     ax.legend(loc="upper left", fontsize=8)
     return ax

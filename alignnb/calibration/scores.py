@@ -19,26 +19,49 @@ __all__ = ['softmax', 'check_labels', 'check_probs', 'Score', 'brier_score', 'lo
            'ScoreDecomposition', 'score_decomposition', 'bin_sums', 'binned_calibration_error', 'kde_calibration_error',
            'root_brier_upper_bound', 'Improvement', 'calibration_improvement']
 
-# %% ../../nbs/40_calibration/00_scores.ipynb #db218aed
-def softmax(logits: np.ndarray) -> np.ndarray:
-    "Row-wise softmax of (N, C) logits, computed stably."
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
 # %% ../../nbs/40_calibration/00_scores.ipynb #fd96c943
 def _to_numpy(x, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor): return x.detach().cpu().numpy()
     if isinstance(x, np.ndarray): return x
-    if isinstance(x, (list, tuple)): return np.asarray(x)
+    if hasattr(x, "toarray"): raise TypeError(f"{name} is sparse; sparse input is not supported (use .toarray())")
+    if isinstance(x, (list, tuple)) or hasattr(x, "__array__"): return np.asarray(x)  # lists, pandas, array-likes
     raise TypeError(f"{name} must be a numpy array, torch tensor or list, got {type(x).__name__}")
 
+def _real_array(x, name: str) -> np.ndarray:
+    "A real float array from numpy/torch/list input; bool, complex, object and string dtypes are rejected by name."
+    a = _to_numpy(x, name)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"{name} must be real numbers, got dtype {a.dtype}")
+    return a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
+
+# %% ../../nbs/40_calibration/00_scores.ipynb #db218aed
+def softmax(
+    logits,  # (N, C) logits: a NumPy array, torch tensor or nested list
+) -> np.ndarray | torch.Tensor:  # (N, C) row-wise probabilities; torch (with gradients) for torch input
+    "Row-wise softmax of (N, C) logits, computed stably; NaN, inf, other shapes and dtypes raise by name."
+    if isinstance(logits, torch.Tensor):
+        if logits.dtype == torch.bool or logits.is_complex():
+            raise TypeError(f"logits must be real numbers, got dtype {logits.dtype}")
+        z = logits if logits.is_floating_point() else logits.double()
+    else: z = _real_array(logits, "logits")
+    if z.ndim != 2: raise ValueError(f"logits must have shape (N, C), got {tuple(z.shape)}")
+    if z.shape[1] == 0: raise ValueError(f"logits needs at least 1 class, got shape {tuple(z.shape)}")
+    finite = _to_numpy(torch.isfinite(z).all(1) if isinstance(z, torch.Tensor) else np.isfinite(z).all(1), "logits")
+    if not finite.all(): raise ValueError(f"logits must be finite, got NaN or inf in row {int(np.argmin(finite))}")
+    if isinstance(z, torch.Tensor): return torch.softmax(z, -1)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+# %% ../../nbs/40_calibration/00_scores.ipynb #bd2627de
 def check_labels(
     labels,  # (N,) integer class indices
     n: int,  # the number of rows the labels must match
     n_classes: int,  # C; labels must lie in [0, C)
 ) -> np.ndarray:  # (N,) int64
     "Validate class labels against N rows and C classes."
+    for name, v in (("n", n), ("n_classes", n_classes)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
     y = _to_numpy(labels, "labels")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"labels must be integers, got dtype {y.dtype}")
@@ -49,16 +72,20 @@ def check_labels(
     return y.astype(np.int64, copy=False)
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #1bd76f05
-def _check_rows_sum_to_one(p: np.ndarray, atol: float) -> None:
-    "Reject NaN/inf, negative entries and rows off the simplex, naming the row; each hints at logits."
+def _check_rows_sum_to_one(p: np.ndarray, atol: float, name: str = "probs") -> None:
+    "Reject NaN/inf, entries outside [0, 1] and rows off the simplex, naming the row; each hints at logits."
     sums = p.sum(axis=1, dtype=np.float64)
     if not np.isfinite(sums).all():
-        raise ValueError(f"probs contain NaN or inf (row {int(np.argmin(np.isfinite(sums)))})")
+        raise ValueError(f"{name} contain NaN or inf (row {int(np.argmin(np.isfinite(sums)))})")
     if p.min() < 0:
-        raise ValueError(f"probs contain negative values (min {p.min():.3g}); pass from_logits=True for logits")
+        raise ValueError(f"{name} contain negative values (min {p.min():.3g} in row {int(p.min(1).argmin())}); "
+                         "pass from_logits=True for logits")
+    if p.max() > 1 + atol:
+        raise ValueError(f"{name} must lie in [0, 1], got values above 1 (max {p.max():.3g} in row "
+                         f"{int(p.max(1).argmax())}); pass from_logits=True for logits")
     dev = np.abs(sums - 1)
     if dev.max() > atol:
-        raise ValueError(f"probs rows must sum to 1 (max |sum - 1| = {dev.max():.3g} at row {int(dev.argmax())}); "
+        raise ValueError(f"{name} rows must sum to 1 (max |sum - 1| = {dev.max():.3g} at row {int(dev.argmax())}); "
                          "pass from_logits=True for logits")
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #32c85257
@@ -67,22 +94,24 @@ def check_probs(
     labels=None,  # (N,) integer labels, optional
     from_logits: bool = False,  # treat `probs` as logits and apply a softmax (a sigmoid for (N,))
     atol: float = 1e-3,  # tolerance on |row sum - 1|
+    name: str = "probs",  # the caller's argument name, used in error messages
 ) -> tuple[np.ndarray, np.ndarray | None]:  # (N, C) float probabilities and (N,) int64 labels
     "Validate and normalise prediction inputs; raise `ValueError`/`TypeError` naming the problem."
-    p = _to_numpy(probs, "probs")
-    if p.dtype == bool or not np.issubdtype(p.dtype, np.number):
-        raise TypeError(f"probs must be numeric, got dtype {p.dtype}")
-    if not np.issubdtype(p.dtype, np.floating): p = p.astype(np.float64)
-    if p.ndim == 1:  # binary: P(Y = 1)
-        if from_logits: p = 1 / (1 + np.exp(-p))
+    p = _real_array(probs, name)
+    if p.ndim == 1 and p.size:  # binary: P(Y = 1), checked before widening so 1.5 is not reported as -0.5
+        if not np.isfinite(p).all():
+            raise ValueError(f"{name} contain NaN or inf (row {int(np.argmin(np.isfinite(p)))})")
+        if from_logits: p = torch.sigmoid(torch.as_tensor(p)).numpy()  # stable for large |logit|
+        elif p.min() < 0 or p.max() > 1 + atol:
+            raise ValueError(f"{name} (binary P(Y=1)) must lie in [0, 1], got range [{p.min():.3g}, {p.max():.3g}]")
         p, from_logits = np.stack([1 - p, p], axis=1), False  # (N, 2)
-    if p.ndim != 2: raise ValueError(f"probs must have shape (N, C) or (N,), got {p.shape}")
-    if p.shape[0] == 0: raise ValueError("probs is empty (N = 0)")
-    if p.shape[1] < 2: raise ValueError(f"probs needs at least 2 classes, got shape {p.shape}")
+    if p.ndim not in (1, 2): raise ValueError(f"{name} must have shape (N, C) or (N,), got {p.shape}")
+    if p.shape[0] == 0: raise ValueError(f"{name} is empty (N = 0)")
+    if p.shape[1] < 2: raise ValueError(f"{name} needs at least 2 classes, got shape {p.shape}")
     if from_logits:
-        if not np.isfinite(p).all(): raise ValueError("probs (logits) contain NaN or inf")
+        if not np.isfinite(p).all(): raise ValueError(f"{name} (logits) contain NaN or inf")
         p = softmax(p)
-    else: _check_rows_sum_to_one(p, atol)
+    else: _check_rows_sum_to_one(p, atol, name)
     y = None if labels is None else check_labels(labels, p.shape[0], p.shape[1])
     return p, y
 
@@ -95,6 +124,7 @@ class Score(NamedTuple):
 # %% ../../nbs/40_calibration/00_scores.ipynb #c3a8a8c3
 def _score_inputs(probs, labels, from_logits):
     "Validate, then hand back torch tensors when the caller gave torch (to keep gradients), else NumPy."
+    if labels is None: raise TypeError("labels must be an (N,) integer array, got None")
     p, y = check_probs(probs, labels, from_logits=from_logits)
     if isinstance(probs, torch.Tensor) and probs.ndim == 2:
         t = probs.softmax(-1) if from_logits else probs
@@ -145,16 +175,18 @@ def dawid_sebastiani_score(
     targets,  # same shape, observed y
 ) -> Score:  # per-sample log sigma^2 + (y - mu)^2 / sigma^2 (summed over D) and the mean
     "Dawid-Sebastiani score (7) for mean-variance predictions."
-    mu, var, y = (_to_numpy(a, n).astype(np.float64)
+    mu, var, y = (_real_array(a, n).astype(np.float64)
                   for a, n in ((mean, "mean"), (variance, "variance"), (targets, "targets")))
     if not (mu.shape == var.shape == y.shape) or mu.ndim not in (1, 2):
         raise ValueError("mean, variance and targets must share shape (N,) or (N, D); "
                          f"got {mu.shape}, {var.shape}, {y.shape}")
-    if not (np.isfinite(mu).all() and np.isfinite(var).all() and np.isfinite(y).all()):
-        raise ValueError("mean, variance or targets contain NaN or inf")
+    if mu.size == 0: raise ValueError(f"mean is empty (shape {mu.shape})")
+    for a, n in ((mu, "mean"), (var, "variance"), (y, "targets")):
+        if not np.isfinite(a).all(): raise ValueError(f"{n} contain NaN or inf")
     if (var <= 0).any(): raise ValueError(f"variance must be positive, min is {var.min():.3g}")
     per = np.log(var) + (y - mu) ** 2 / var  # (7)
     if per.ndim == 2: per = per.sum(1)
+    if not np.isfinite(per).all(): raise ValueError("(targets - mean)^2 / variance overflows float64; rescale the data")
     return Score(per, float(per.mean()))
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #b1fa30b8
@@ -169,9 +201,19 @@ class ScoreDecomposition:
 def _expected_score(score: str):
     "s(P, Q) row by row for the Brier or the log score."
     if score == "brier": return lambda p, q: ((p - q) ** 2).sum(1) + 1 - (q * q).sum(1)
-    if score == "log": return lambda p, q: -(q * np.log(p)).sum(1)
+    from scipy.special import xlogy  # 0 log 0 = 0; a zero prediction where q > 0 scores inf
+    if score == "log": return lambda p, q: -xlogy(q, p).sum(1)
     raise ValueError(f"score must be 'brier' or 'log', got {score!r}")
 
+def _check_input_probs(input_probs, m: int) -> np.ndarray:
+    w = _real_array(input_probs, "input_probs").astype(np.float64)
+    if w.shape != (m,): raise ValueError(f"input_probs must have shape ({m},), got {w.shape}")
+    if not np.isfinite(w).all() or w.min() < 0 or abs(w.sum() - 1) > 1e-6:
+        raise ValueError(f"input_probs must be non-negative and sum to 1, got sum {w.sum():.6g}, min {w.min():.3g}")
+    return w
+
+
+# %% ../../nbs/40_calibration/00_scores.ipynb #79e2206e
 def score_decomposition(
     input_probs: np.ndarray,  # (M,) probability of each of M discrete inputs
     true_class_probs: np.ndarray,  # (M, C) Law(Y | X = x_m)
@@ -179,17 +221,20 @@ def score_decomposition(
     score: str = "brier",  # 'brier' or 'log'
 ) -> ScoreDecomposition:  # expected score, calibration error CE_S and refinement E G(Q), exactly
     "Exact calibration-refinement decomposition (2) of a predictor on a finite input space."
-    w, T, P = (np.asarray(a, dtype=np.float64) for a in (input_probs, true_class_probs, predictions))
-    _, group = np.unique(P.round(12), axis=0, return_inverse=True)  # inputs sharing a prediction
-    group = group.ravel()
-    Q = np.zeros_like(T)
-    for g in np.unique(group):  # Q_X = E[T | P_X]: weighted mean of the true probabilities in the group
-        m = group == g
-        Q[m] = (w[m, None] * T[m]).sum(0) / w[m].sum()
     S = _expected_score(score)  # s(P, Q)
-    return ScoreDecomposition(expected_score=float((w * S(P, T)).sum()),
-                              calibration=float((w * (S(P, Q) - S(Q, Q))).sum()),  # CE_S = E d(P_X, Q_X)
-                              refinement=float((w * S(Q, Q)).sum()))  # E G(Q_X)
+    T = check_probs(true_class_probs, name="true_class_probs", atol=1e-9)[0].astype(np.float64)
+    P = check_probs(predictions, name="predictions", atol=1e-9)[0].astype(np.float64)
+    if P.shape != T.shape: raise ValueError(f"predictions {P.shape} and true_class_probs {T.shape} differ in shape")
+    w = _check_input_probs(input_probs, len(T))
+    _, group = np.unique(P.round(12), axis=0, return_inverse=True)  # inputs sharing a prediction
+    Q = np.zeros_like(T)
+    for g in np.unique(group.ravel()):  # Q_X = E[T | P_X]: weighted mean of the true probabilities in the group
+        m = group.ravel() == g
+        Q[m] = (w[m, None] * T[m]).sum(0) / max(w[m].sum(), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):  # inputs of probability 0 never enter the sums
+        mean = lambda v: float(np.where(w > 0, w * v, 0.0).sum())
+        return ScoreDecomposition(expected_score=mean(S(P, T)), calibration=mean(S(P, Q) - S(Q, Q)),  # CE_S (2)
+                                  refinement=mean(S(Q, Q)))  # E G(Q_X)
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #947480eb
 def _mass_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
@@ -235,25 +280,46 @@ def _classwise_sums(p: np.ndarray, y: np.ndarray, n_bins: int, binning: str, chu
             sout += o
     return counts, sconf, sout
 
+# %% ../../nbs/40_calibration/00_scores.ipynb #604070bf
+_CHOICES = {"binning": ("width", "mass"), "norm": ("l1", "l2", "max", "kl"), "mode": ("top", "classwise", "binary")}
+
+def _check_binning(n_bins, binning: str, mode: str | None, n_classes: int, binary_input: bool = False):
+    "Validated (n_bins, mode); mode None means 'binary' for an (N,) vector of P(Y=1) and 'top' otherwise."
+    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    if mode is None: mode = "binary" if binary_input else "top"
+    for name, val in (("binning", binning), ("mode", mode)):
+        if val not in _CHOICES[name]: raise ValueError(f"{name} must be one of {_CHOICES[name]}, got {val!r}")
+    if mode == "binary" and n_classes != 2:
+        raise ValueError(f"mode='binary' needs two classes (an (N,) or (N, 2) input), got {n_classes}")
+    return int(n_bins), mode
+
 # %% ../../nbs/40_calibration/00_scores.ipynb #5381a5b0
+def _one_problem(p: np.ndarray, y: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    "Confidences (N,) and 0/1 outcomes (N,) of the top-label or the binary (P(Y=1) against Y) problem."
+    if mode == "binary": return p[:, 1].astype(np.float64), y == 1
+    pred = p.argmax(1)
+    return p[np.arange(len(p)), pred].astype(np.float64), pred == y
+
 def bin_sums(
     p: np.ndarray,  # (N, C) validated probabilities
     y: np.ndarray,  # (N,) labels
     n_bins: int = 15,  # B
     binning: str = "width",  # 'width' or 'mass'
-    mode: str = "top",  # 'top' (one problem) or 'classwise' (C problems)
+    mode: str = "top",  # 'top' or 'binary' (one problem) or 'classwise' (C problems)
     chunk: int = 2**22,  # entries processed at once (bounds the extra memory)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # counts, sum of confidences, sum of outcomes, each (K, B)
-    "Per-bin counts and sums of confidences and outcomes for the top-label or classwise binary problems."
-    n, C = p.shape
-    if mode == "top":
-        pred = p.argmax(1)
-        conf = p[np.arange(n), pred].astype(np.float64)
+    "Per-bin counts and sums of confidences and outcomes for the top-label, binary or classwise problems."
+    n_bins, mode = _check_binning(n_bins, binning, mode, p.shape[1])
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    if mode != "classwise":
+        conf, hit = _one_problem(p, y, mode)
         idx = _width_bins(conf, n_bins) if binning == "width" else _mass_bins(conf, n_bins)
-        c, s, o = _bincount3(idx, conf, idx[pred == y], n_bins)
+        c, s, o = _bincount3(idx, conf, idx[hit], n_bins)
         return c[None], s[None], o[None]  # (1, B) each
     counts, sconf, sout = _classwise_sums(p, y, n_bins, binning, chunk)
-    return counts.reshape(C, n_bins), sconf.reshape(C, n_bins), sout.reshape(C, n_bins)  # (C, B) each
+    return counts.reshape(-1, n_bins), sconf.reshape(-1, n_bins), sout.reshape(-1, n_bins)  # (C, B) each
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #d3ea6020
 def _errors_from_sums(counts, sconf, sout, norm: str, debias: bool) -> np.ndarray:
@@ -275,26 +341,23 @@ def _errors_from_sums(counts, sconf, sout, norm: str, debias: bool) -> np.ndarra
     return np.sqrt(np.maximum(sq.sum(1), 0.0))
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #d77e1ba0
-_CHOICES = {"binning": ("width", "mass"), "norm": ("l1", "l2", "max", "kl"), "mode": ("top", "classwise")}
-
 def binned_calibration_error(
     probs,  # (N, C) probabilities (or logits with `from_logits`, or (N,) binary P(Y=1))
     labels,  # (N,) integer labels
     n_bins: int = 15,  # B, number of bins
     binning: str = "width",  # 'width' (equal-width) or 'mass' (equal-mass)
-    norm: str = "l1",  # 'l1' (the ECE), 'l2', 'max' (the MCE) or 'kl'
-    mode: str = "top",  # 'top' (top-label) or 'classwise' (averaged over classes)
+    norm: str = "l1",  # 'l1' (the ECE), 'l2', 'max' (the MCE) or 'kl' (binned binary KL, a lower bound on CE_log)
+    mode: str | None = None,  # 'top', 'classwise' or 'binary'; None: 'binary' for (N,) input, else 'top'
     debias: bool = False,  # Kumar et al.'s debiased L2 estimator (9); only with norm='l2'
-    from_logits: bool = False,  # apply a softmax first
+    from_logits: bool = False,  # apply a softmax first (a sigmoid for (N,))
 ) -> float:
-    "Binned calibration error (8)-(9): ECE, squared/L2, max, equal-mass, classwise and debiased variants."
-    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
-    for name, val in (("binning", binning), ("norm", norm), ("mode", mode)):
-        if val not in _CHOICES[name]: raise ValueError(f"{name} must be one of {_CHOICES[name]}, got {val!r}")
+    "Binned calibration error (8)-(9): ECE, squared/L2, max, equal-mass, classwise, binary and debiased variants."
+    if norm not in _CHOICES["norm"]: raise ValueError(f"norm must be one of {_CHOICES['norm']}, got {norm!r}")
     if debias and norm != "l2": raise ValueError(f"debias=True needs norm='l2', got norm={norm!r}")
     p, y = check_probs(probs, labels, from_logits=from_logits)
-    per = _errors_from_sums(*bin_sums(p, y, int(n_bins), binning, mode), norm, debias)  # (K,)
+    if y is None: raise TypeError("labels must be an (N,) integer array, got None")
+    n_bins, mode = _check_binning(n_bins, binning, mode, p.shape[1], np.ndim(probs) == 1)
+    per = _errors_from_sums(*bin_sums(p, y, n_bins, binning, mode), norm, debias)  # (K,)
     if norm in ("l1", "kl"): return float(per.mean())
     if norm == "max": return float(per.max())
     return float(np.sqrt(np.mean(per**2)))
@@ -319,26 +382,28 @@ def _kde_regression_loo(conf: np.ndarray, out: np.ndarray, h: float, grid: int) 
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #0fa03ff0
 def kde_calibration_error(
-    probs,  # (N, C) probabilities (or logits with `from_logits`)
+    probs,  # (N, C) probabilities (or logits with `from_logits`, or (N,) binary P(Y=1))
     labels,  # (N,) integer labels
     bandwidth: float | None = None,  # h; None: Silverman's rule 1.06 * std(c) * n^(-1/5)
     norm: str = "l1",  # 'l1' or 'l2'
-    mode: str = "top",  # 'top' or 'classwise'
-    grid: int = 1024,  # G, grid points on [0, 1]
+    mode: str | None = None,  # 'top', 'classwise' or 'binary'; None: 'binary' for (N,) input, else 'top'
+    grid: int = 1024,  # G >= 2, grid points on [0, 1]
     from_logits: bool = False,  # apply a softmax first
 ) -> float:
-    "Kernel (Nadaraya-Watson, leave-one-out) estimate (10) of the top-label or classwise calibration error."
+    "Kernel (Nadaraya-Watson, leave-one-out) estimate (10) of the top-label, binary or classwise calibration error."
     if norm not in ("l1", "l2"): raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
-    if mode not in ("top", "classwise"): raise ValueError(f"mode must be 'top' or 'classwise', got {mode!r}")
-    if bandwidth is not None and not bandwidth > 0: raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    if bandwidth is not None and not (isinstance(bandwidth, (int, float, np.number)) and 0 < bandwidth < np.inf):
+        raise ValueError(f"bandwidth must be a positive finite number or None, got {bandwidth!r}")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid must be an int >= 2, got {grid!r}")
     p, y = check_probs(probs, labels, from_logits=from_logits)
-    n = len(y)
-    problems = ([(p.max(1), (p.argmax(1) == y).astype(np.float64))] if mode == "top"
-                else [(p[:, k], (y == k).astype(np.float64)) for k in range(p.shape[1])])
+    if y is None: raise TypeError("labels must be an (N,) integer array, got None")
+    _, mode = _check_binning(1, "width", mode, p.shape[1], np.ndim(probs) == 1)
+    problems = ([_one_problem(p, y, mode)] if mode != "classwise" else [(p[:, k], y == k) for k in range(p.shape[1])])
     errs = []
     for conf, out in problems:
-        h = bandwidth or max(1.06 * conf.std() * n ** (-0.2), 2.0 / (grid - 1))
-        gap = conf - _kde_regression_loo(conf.astype(np.float64), out, h, grid)
+        h = bandwidth or max(1.06 * conf.std() * len(y) ** (-0.2), 2.0 / (grid - 1))
+        gap = conf - _kde_regression_loo(conf.astype(np.float64), out.astype(np.float64), h, int(grid))
         errs.append(np.mean(np.abs(gap)) if norm == "l1" else np.mean(gap**2))
     return float(np.mean(errs)) if norm == "l1" else float(np.sqrt(np.mean(errs)))
 
@@ -376,26 +441,38 @@ def _bootstrap_means(diff: np.ndarray, n_bootstrap: int, rng: np.random.Generato
                            for a in range(0, n_bootstrap, rows)])  # (n_bootstrap,)
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #fa4328db
+def _check_improvement_args(score: str, confidence: float, n_bootstrap: int):
+    "The score function for `score`, after checking the interval arguments by name."
+    fn = {"brier": brier_score, "log": log_score}.get(score)
+    if fn is None: raise ValueError(f"score must be 'brier' or 'log', got {score!r}")
+    if not 0 < confidence < 1: raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be a positive int, got {n_bootstrap!r}")
+    return fn
+
+
+# %% ../../nbs/40_calibration/00_scores.ipynb #20411c54
 def calibration_improvement(
     probs_before,  # (N, C) predictions P of f (or logits with `from_logits`)
     probs_after,  # (N, C) recalibrated predictions h(P) on the same test points
-    labels,  # (N,) integer labels
+    labels,  # (N,) integer labels, N >= 2
     score: str = "brier",  # 'brier' or 'log'
     from_logits: bool = False,  # both inputs are logits
-    n_bootstrap: int = 1000,  # bootstrap resamples for the interval
+    n_bootstrap: int = 1000,  # bootstrap resamples for the interval, >= 1
     confidence: float = 0.95,  # interval level
     seed: int = 0,  # bootstrap seed
 ) -> Improvement:
     "Unbiased score-difference estimate (6) of the calibration-error reduction of an injective recalibration."
-    fn = {"brier": brier_score, "log": log_score}.get(score)
-    if fn is None: raise ValueError(f"score must be 'brier' or 'log', got {score!r}")
-    if not 0 < confidence < 1: raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    pb, y = check_probs(probs_before, labels, from_logits=from_logits)
-    pa, _ = check_probs(probs_after, labels, from_logits=from_logits)
+    fn = _check_improvement_args(score, confidence, n_bootstrap)
+    pb, y = check_probs(probs_before, labels, from_logits=from_logits, name="probs_before")
+    pa, _ = check_probs(probs_after, labels, from_logits=from_logits, name="probs_after")
     if pb.shape != pa.shape: raise ValueError(f"probs_before {pb.shape} and probs_after {pa.shape} differ in shape")
-    diff = fn(pb, y).per_sample - fn(pa, y).per_sample  # (6), per test point, (N,)
-    n = len(diff)
-    boot = _bootstrap_means(diff, n_bootstrap, np.random.default_rng(seed))
+    if y is None or len(y) < 2: raise ValueError("labels must hold at least 2 test points for a standard error")
+    with np.errstate(invalid="ignore"): diff = fn(pb, y).per_sample - fn(pa, y).per_sample  # (6), per point (N,)
+    if not np.isfinite(diff).all():  # only the log score of a zero probability: inf - inf would be NaN
+        raise ValueError(f"score='log' is infinite: a prediction gives probability 0 to the label in row "
+                         f"{int(np.argmin(np.isfinite(diff)))}; use score='brier' or clip the probabilities")
+    boot = _bootstrap_means(diff, int(n_bootstrap), np.random.default_rng(seed))
     lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
-    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return Improvement(float(diff.mean()), se, float(lo), float(hi), confidence, score, n)
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return Improvement(float(diff.mean()), se, float(lo), float(hi), confidence, score, len(diff))
