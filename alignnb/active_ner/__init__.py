@@ -4,3 +4,6 @@ loop with its oracles, and the reproduction. Written by hand (nbdev leaves a pac
 modules are generated from `nbs/91_active_ner/`."""
 from .tagger import *
 from .acquisition import *
+from .loop import *
+from .experiments import *
+from .experiments import reproduce
