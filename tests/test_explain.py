@@ -9,6 +9,7 @@ from alignnb.explain.attribution import (
     kernel_shap, lime, load_classifier, margin, occlusion, quadrature, rationale_task, smoothgrad)
 
 captum = pytest.importorskip("captum.attr")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -4,3 +4,4 @@ plausibility. Written by hand (nbdev leaves a package's `__init__.py` alone); th
 `nbs/50_explain/`."""
 from .attribution import *
 from .attention import *
+from .evaluation import *
