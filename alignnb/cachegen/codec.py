@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from ..hf import KVCache, layer_matrix, matrix_to_layer
+from ..hf import KVCache, _check_kv_layers, layer_matrix, matrix_to_layer
 
 # %% auto #0
 __all__ = ['absmax_quantize', 'absmax_dequantize', 'released_bins', 'anchor_delta', 'undo_anchor_delta', 'symbol_counts',
@@ -26,13 +26,18 @@ __all__ = ['absmax_quantize', 'absmax_dequantize', 'released_bins', 'anchor_delt
 def absmax_quantize(
     x: np.ndarray,  # (T, C) float32 values of one layer
     bins: int,  # B: even number of bins, 4..256
+    name: str = "x",  # what x is, for error messages (the codec passes "cache.keys[l]")
 ) -> tuple[np.ndarray, np.ndarray]:  # symbols (T, C) int32 in [0, 2C], scales (T,) float16
     "The released per-token absmax quantiser, eq. (1)."
-    if bins % 2 or not 4 <= bins <= 256: raise ValueError(f"bins must be even and in [4, 256], got {bins}")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins % 2 or not 4 <= bins <= 256:
+        raise ValueError(f"bins must be an even int in [4, 256], got {bins!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind != "f":
+        raise TypeError(f"{name} must be a 2-D floating NumPy array (T, C), got {getattr(x, 'shape', type(x))}")
     C = bins // 2 - 1
-    absmax = np.abs(x).max(axis=1)
+    absmax = np.abs(x).max(axis=1, initial=0)
     if not np.isfinite(absmax).all() or absmax.max(initial=0) > 65504:
-        raise ValueError("values must be finite with magnitude <= 65504 (the fp16 range of the scales)")
+        bad = "NaN or inf" if not np.isfinite(absmax).all() else f"|values| up to {absmax.max():.3g}"
+        raise ValueError(f"{name} must be finite with magnitude <= 65504 (the fp16 range of the scales), got {bad}")
     scale = absmax.astype(np.float16)
     s = scale.astype(np.float32)
     s = np.where(s > 0, s, 1)
@@ -298,8 +303,9 @@ def bins_for(self: CacheGenCodec,
 
 # %% ../../nbs/30_cachegen/00_codec.ipynb #80e222d7
 def _check_cache(cache, name: str = "cache") -> None:
-    "Raise unless `cache` is a KVCache of a dtype the stream format carries."
+    "Raise unless `cache` is a valid KVCache (checked again: its lists are mutable) of a dtype the stream carries."
     if not isinstance(cache, KVCache): raise TypeError(f"{name} must be a KVCache, got {type(cache).__name__}")
+    _check_kv_layers(cache.keys, cache.values)  # names the layer, K or V; rejects differing K/V head sizes by name
     if cache.dtype not in _DTYPES:
         raise TypeError(f"{name} dtype must be float32, float16 or bfloat16, got {cache.dtype}")
 
@@ -323,8 +329,12 @@ def quantize_cache(
 ) -> list:  # [(symbols (T, C), scales (T,)) for kind in (keys, values) for layer]
     "Eq. (1) on every layer of keys and values."
     _check_cache(cache)
-    return [absmax_quantize(layer_matrix(x), b)
-            for xs, bs in ((cache.keys, key_bins), (cache.values, value_bins)) for x, b in zip(xs, bs)]
+    for name, bins in (("key_bins", key_bins), ("value_bins", value_bins)):
+        if len(bins) != cache.n_layers:
+            raise ValueError(f"{name} must give one bin count per layer ({cache.n_layers}), got {len(bins)}")
+    return [absmax_quantize(layer_matrix(x), b, f"cache.{kind}[{l}]")
+            for kind, xs, bs in (("keys", cache.keys, key_bins), ("values", cache.values, value_bins))
+            for l, (x, b) in enumerate(zip(xs, bs))]
 
 # %% ../../nbs/30_cachegen/00_codec.ipynb #e1e3e3a9
 def quantize_dequantize(

@@ -108,6 +108,9 @@ def _small_lm_documents(tok, config: SmallLMExperimentConfig) -> tuple[list, lis
     from alignnb.data import train_valid_split
     from alignnb.lm import SmallLMConfig
     lm_config, n = SmallLMConfig(), config.prefix_tokens + config.continuation_tokens
+    if n > lm_config.n_positions:  # the continuation is scored from the cache: both must fit the LM's positions
+        raise ValueError(f"prefix_tokens + continuation_tokens = {n} exceed the small LM's context of "
+                         f"{lm_config.n_positions} positions")
     train, valid = train_valid_split(list(_corpus()), lm_config.valid_frac, lm_config.seed)
     def pick(docs, k):  # (n,) token ids of the first k documents that are long enough
         encoded = (tok(d[:20 * n], return_tensors="pt").input_ids[0] for d in docs)

@@ -24,13 +24,25 @@ class StreamPlan:
     ttft: float  # total seconds until the whole context is ready
 
 # %% ../../nbs/30_cachegen/02_streaming.ipynb #55c3829f
-def _check_stream_args(sizes: np.ndarray, bw: np.ndarray, slo: float, estimator: str) -> None:
-    "Raise unless the plan's sizes (N, levels), bandwidths (N,), SLO and estimator are usable."
-    if sizes.ndim != 2 or bw.shape != (sizes.shape[0],):
-        raise ValueError(f"chunk_sizes_per_level must be (N, levels) and bandwidth_trace (N,), "
-                         f"got {sizes.shape} and {bw.shape}")
-    if (bw <= 0).any() or slo <= 0: raise ValueError("bandwidth_trace and slo must be positive")
+def _stream_arrays(sizes, bw, slo, seconds_per_token, tokens, text_bytes, initial, estimator) -> tuple:
+    "sizes (N, levels), bandwidths (N,), tokens (N,) as float arrays; raises unless every input of the plan is usable."
     if estimator not in ("oracle", "last"): raise ValueError(f"estimator must be 'oracle' or 'last', got {estimator!r}")
+    args = {"chunk_sizes_per_level": sizes, "bandwidth_trace": bw, "slo": slo, "chunk_tokens": tokens,
+            "recompute_seconds_per_token": seconds_per_token, "text_bytes_per_token": text_bytes,
+            "initial_bandwidth": initial}
+    for name, v in args.items():
+        try: args[name] = v = np.asarray(v, float)
+        except (TypeError, ValueError): raise TypeError(f"{name} must be numeric, got {v!r}") from None
+        positive = name in ("bandwidth_trace", "slo", "chunk_tokens", "initial_bandwidth")
+        if not np.isfinite(v).all() or (v <= 0 if positive else v < 0).any():
+            raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {v.tolist()}")
+    sizes, bw = args["chunk_sizes_per_level"], args["bandwidth_trace"]
+    if sizes.ndim != 2 or 0 in sizes.shape or bw.shape != (sizes.shape[0],):
+        raise ValueError(f"chunk_sizes_per_level must be (N, levels) with N, levels >= 1 and bandwidth_trace (N,), "
+                         f"got {sizes.shape} and {bw.shape}")
+    try: tokens = np.broadcast_to(args["chunk_tokens"], bw.shape)
+    except ValueError: raise ValueError(f"chunk_tokens must be an int or ({len(bw)},), got {tokens!r}") from None
+    return sizes, bw, tokens
 
 # %% ../../nbs/30_cachegen/02_streaming.ipynb #bc044dcc
 def plan_stream(
@@ -44,10 +56,9 @@ def plan_stream(
     initial_bandwidth: float = 1e9,  # "last": the estimate for chunk 0, in bits/s
 ) -> StreamPlan:
     "CacheGen's per-chunk level choice, eq. (5), and the resulting time to first token."
-    sizes, bw = np.asarray(chunk_sizes_per_level, float), np.asarray(bandwidth_trace, float)
-    _check_stream_args(sizes, bw, slo, estimator)
+    sizes, bw, tokens = _stream_arrays(chunk_sizes_per_level, bandwidth_trace, slo, recompute_seconds_per_token,
+                                       chunk_tokens, text_bytes_per_token, initial_bandwidth, estimator)
     N = sizes.shape[0]
-    tokens = np.broadcast_to(np.asarray(chunk_tokens, float), (N,))
     estimate = bw if estimator == "oracle" else np.concatenate([[initial_bandwidth], bw[:-1]])  # \hat b_i
     levels, seconds = np.full(N, -1), np.zeros(N)
     for i in range(N):
