@@ -63,14 +63,20 @@ def laboratory_game() -> LaboratoryGame:
 # %% ../../nbs/11_preference/01_games.ipynb #ca1d26a9
 def _check_game(P: Tensor, pi_ref: Tensor, tau: float):
     _check_positive("tau", tau)
-    if not isinstance(P, Tensor) or P.dim() != 2 or P.shape[0] != P.shape[1]:
-        raise ValueError(f"P must be a square (K, K) Tensor, got {getattr(P, 'shape', type(P))}")
+    for name, x in (("P", P), ("pi_ref", pi_ref)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__} (use torch.as_tensor)")
+        if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+        if not torch.isfinite(x).all(): raise ValueError(f"{name} must be finite, got NaN or inf")
+    if P.dim() != 2 or P.shape[0] != P.shape[1] or P.shape[0] == 0:
+        raise ValueError(f"P must have a square shape (K, K) with K >= 1, got {tuple(P.shape)}")
+    atol = max(1e-9, 16 * torch.finfo(P.dtype).eps)  # float32 sigmoids sum to 1 only within its rounding
     if (P < 0).any() or (P > 1).any(): raise ValueError("P must lie in [0, 1]")
-    if not torch.allclose(P + P.T, torch.ones_like(P), atol=1e-9): raise ValueError("P must satisfy P + P.T = 1")
+    if not torch.allclose(P + P.T, torch.ones_like(P), atol=atol): raise ValueError("P must satisfy P + P.T = 1")
     if pi_ref.shape != (P.shape[0],):
         raise ValueError(f"pi_ref must have shape ({P.shape[0]},), got {tuple(pi_ref.shape)}")
-    if (pi_ref <= 0).any() or abs(float(pi_ref.sum()) - 1) > 1e-9:
-        raise ValueError("pi_ref must be a positive distribution")
+    if (pi_ref <= 0).any() or abs(float(pi_ref.sum()) - 1) > max(atol, 16 * torch.finfo(pi_ref.dtype).eps):
+        raise ValueError(f"pi_ref must be a positive distribution, got {pi_ref.tolist()}")
 
 # %% ../../nbs/11_preference/01_games.ipynb #dfbcff93
 def exploitability(
@@ -93,12 +99,14 @@ def solve_regularised_nash(
     P: Tensor,  # (K, K) preference matrix
     pi_ref: Tensor,  # (K,) reference policy
     tau: float,  # regularisation tau > 0
-    tol: float = 1e-13,  # stop when max |pi - Gibbs(P pi)| < tol
+    tol: float = 1e-13,  # stop when max |pi - Gibbs(P pi)| < tol (computed in float64 whatever P's dtype)
     max_iter: int = 200_000,  # give up (RuntimeError) after this many extragradient steps
-) -> Tensor:  # (K,) the Nash equilibrium pi*
+) -> Tensor:  # (K,) the Nash equilibrium pi*, in P's dtype
     "Nash equilibrium of the KL-regularised preference game by entropic mirror-prox (extragradient)."
     _check_game(P, pi_ref, tau)
-    log_ref, eta = pi_ref.log(), 1.0 / (1.0 + tau)
+    _check_positive("tol", tol)
+    dtype, P = P.dtype, P.double()  # float32 rounding stalls the iteration far above tol
+    log_ref, eta = pi_ref.double().log(), 1.0 / (1.0 + tau)
     log_z = log_ref.clone()
     for step in range(max_iter):
         operator = P @ log_z.exp() - tau * (log_z - log_ref)
@@ -106,7 +114,7 @@ def solve_regularised_nash(
         log_z = (log_z + eta * (P @ log_half.exp() - tau * (log_half - log_ref))).log_softmax(0)  # update step
         if step % 50 == 0:
             gibbs = (log_ref + P @ log_z.exp() / tau).softmax(0)  # (7)
-            if (gibbs - log_z.exp()).abs().max() < tol: return log_z.exp()
+            if (gibbs - log_z.exp()).abs().max() < tol: return log_z.exp().to(dtype)
     raise RuntimeError(f"mirror-prox did not reach tol={tol} in {max_iter} steps")
 
 # %% ../../nbs/11_preference/01_games.ipynb #eb2d0f07
@@ -139,6 +147,9 @@ def tabular_loss(
 ) -> Tensor:  # scalar whose gradient is the method's update direction
     "Population (exact) or sampled loss of a preference-optimisation method on a tabular softmax policy."
     _check_game(P, pi_ref, tau)
+    if not isinstance(theta, Tensor) or not theta.is_floating_point() or theta.shape != pi_ref.shape:
+        raise ValueError(f"theta must be a floating tensor of shape {tuple(pi_ref.shape)} (one logit per response), "
+                         f"got {getattr(theta, 'shape', type(theta).__name__)}")
     _check_unit("beta", beta)
     if method not in TABULAR_METHODS: raise ValueError(f"method must be one of {TABULAR_METHODS}, got {method!r}")
     if method == "offline_ipo" and (mu is None or mu.shape != pi_ref.shape):

@@ -22,6 +22,11 @@ def _check_positive(name: str, value: float):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
+
+def _fit(tau: float, x: Tensor) -> float:
+    "tau, capped at the dtype's largest number: 1e300 is inf in float32, and inf * 0 would be NaN."
+    return min(tau, torch.finfo(x.dtype).max)
+
 # %% ../../nbs/11_preference/00_losses.ipynb #f1b7a8a2
 def _check_unit(name: str, value: float):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
@@ -36,15 +41,16 @@ def sequence_score(
     "Reduce per-token completion log-probabilities to one number per sequence."
     if normalize not in ("sum", "mean"): raise ValueError(f"normalize must be 'sum' or 'mean', got {normalize!r}")
     if not isinstance(logp, Tensor): raise TypeError(f"logp must be a Tensor, got {type(logp).__name__}")
+    if not logp.is_floating_point(): raise TypeError(f"logp must be a floating tensor, got dtype {logp.dtype}")
     if logp.dim() == 1:
         if mask is not None: raise ValueError(f"mask is only for (B, T) logp; logp has shape {tuple(logp.shape)}")
         if normalize == "mean": raise ValueError("normalize='mean' needs per-token logp of shape (B, T)")
         return logp
     if logp.dim() != 2: raise ValueError(f"logp must have shape (B,) or (B, T), got {tuple(logp.shape)}")
-    mask = torch.ones_like(logp) if mask is None else mask.to(logp.dtype)
+    mask = torch.ones_like(logp) if mask is None else torch.as_tensor(mask).to(logp.dtype)
     if mask.shape != logp.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} != logp shape {tuple(logp.shape)}")
-    total = (logp * mask).sum(-1)
+    total = torch.where(mask != 0, logp * mask, 0.0).sum(-1)  # masked-out entries may be anything, -inf included
     return total if normalize == "sum" else total / mask.sum(-1).clamp(min=1.0)
 
 # %% ../../nbs/11_preference/00_losses.ipynb #954ef2ca
@@ -61,18 +67,28 @@ def preference_margin(
     for a, b, na, nb in ((logp_w, ref_logp_w, "logp_w", "ref_logp_w"), (logp_l, ref_logp_l, "logp_l", "ref_logp_l")):
         if not isinstance(a, Tensor) or not isinstance(b, Tensor): raise TypeError(f"{na} and {nb} must be Tensors")
         if a.shape != b.shape: raise ValueError(f"{na} shape {tuple(a.shape)} != {nb} shape {tuple(b.shape)}")
+        if a.dim() == 0: raise ValueError(f"{na} must have shape (B,) or (B, T), got a scalar")
     if logp_w.shape[0] != logp_l.shape[0]:
         raise ValueError(f"batch sizes differ: logp_w shape {tuple(logp_w.shape)} vs logp_l shape "
                          f"{tuple(logp_l.shape)}")
     ratio_w = sequence_score(logp_w, mask_w, normalize) - sequence_score(ref_logp_w, mask_w, normalize)
     ratio_l = sequence_score(logp_l, mask_l, normalize) - sequence_score(ref_logp_l, mask_l, normalize)
-    return ratio_w - ratio_l
+    margin = ratio_w - ratio_l
+    if not torch.isfinite(margin).all():
+        raise ValueError("the log-probabilities of the completions must be finite (NaN or inf in logp_w, logp_l, "
+                         "ref_logp_w or ref_logp_l where the masks select)")
+    return margin
 
 # %% ../../nbs/11_preference/00_losses.ipynb #99f0bcaf
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean": return losses.mean()
+    if not torch.isfinite(losses).all():  # the inputs were finite: the exact loss lies beyond the dtype's range
+        raise ValueError(f"the loss overflows {losses.dtype} (tau or a log-ratio too large): "
+                         "use float64 or a smaller tau")
     if reduction == "none": return losses
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if reduction != "mean": raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if losses.numel() == 0: raise ValueError("the batch is empty (B = 0): its mean loss is undefined; "
+                                             "skip the step or pass reduction='none'")
+    return losses.mean()
 
 def ipo_loss(logp_w: Tensor, logp_l: Tensor, ref_logp_w: Tensor, ref_logp_l: Tensor,
              tau: float,  # regularisation tau > 0 (TRL's beta)
@@ -90,7 +106,7 @@ def dpo_loss(logp_w: Tensor, logp_l: Tensor, ref_logp_w: Tensor, ref_logp_l: Ten
     "DPO loss -log sigmoid(tau h); arguments as in `ipo_loss`."
     _check_positive("tau", tau)
     h = preference_margin(logp_w, logp_l, ref_logp_w, ref_logp_l, mask_w, mask_l, normalize)
-    return _reduce(F.softplus(-tau * h), reduction)  # (4): -log sigmoid(x) = softplus(-x), faster backward in float64
+    return _reduce(F.softplus(-_fit(tau, h) * h), reduction)  # (4): -log sigmoid(x) = softplus(-x), faster backward
 
 # %% ../../nbs/11_preference/00_losses.ipynb #f7ca61fd
 def slic_loss(logp_w: Tensor, logp_l: Tensor, ref_logp_w: Tensor, ref_logp_l: Tensor, tau: float,
@@ -99,7 +115,7 @@ def slic_loss(logp_w: Tensor, logp_l: Tensor, ref_logp_w: Tensor, ref_logp_l: Te
     "SLiC hinge loss max(0, 1 - tau h); arguments as in `ipo_loss`."
     _check_positive("tau", tau)
     h = preference_margin(logp_w, logp_l, ref_logp_w, ref_logp_l, mask_w, mask_l, normalize)
-    return _reduce(torch.relu(1 - tau * h), reduction)  # (5)
+    return _reduce(torch.relu(1 - _fit(tau, h) * h), reduction)  # (5)
 
 # %% ../../nbs/11_preference/00_losses.ipynb #3cfe73ed
 def _check_probabilities(name: str, p: Tensor, batch: int):
@@ -142,5 +158,5 @@ def nash_md_pg_loss(
     preference = torch.as_tensor(preference, dtype=logp.dtype, device=logp.device)
     _check_probabilities("preference", preference, logp.shape[0])
     seq, ref_seq = sequence_score(logp, mask), sequence_score(ref_logp, mask)
-    reward = (preference - baseline - tau * (seq - ref_seq)).detach()  # (11)
+    reward = (preference - baseline - _fit(tau, seq) * (seq - ref_seq)).detach()  # (11)
     return _reduce(-reward * seq, reduction)
