@@ -216,6 +216,12 @@ def _bad_labels(kind, n, c, rng):
             "bool": y > 0, "list": y.tolist()}[kind]
 
 
+def _uniform(P):
+    "Equal input weights (M,) for a decomposition of M rows, whatever P is (the function validates it)."
+    m = len(P) if isinstance(P, (np.ndarray, torch.Tensor, list)) and np.ndim(P) >= 1 else 1
+    return np.full(m, 1 / max(m, 1))
+
+
 def _calls():
     return {
         "softmax": lambda P, y: softmax(P),
@@ -231,8 +237,7 @@ def _calls():
         "dawid_sebastiani": lambda P, y: calib.dawid_sebastiani_score(P, P, P).per_sample,
         "reliability_bins": lambda P, y: calib.bin_sums(*check_probs(P, y), 5)[0],
         "isotonic": lambda P, y: calib.isotonic_regression(P, y)[1],
-        "decomposition": lambda P, y: calib.score_decomposition(np.full(np.shape(y)[0], 1 / max(np.shape(y)[0], 1)), P, P)
-        .calibration,
+        "decomposition": lambda P, y: calib.score_decomposition(_uniform(P), P, P).calibration,
         "temperature": lambda P, y: TemperatureScaling().fit(P, y).predict_proba(P),
         "cross_fitted": lambda P, y: cross_fitted_calibration_error(P, y, n_folds=2).estimate,
     }
