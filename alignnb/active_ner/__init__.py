@@ -5,5 +5,6 @@ modules are generated from `nbs/91_active_ner/`."""
 from .tagger import *
 from .acquisition import *
 from .loop import *
+from .human import *
 from .experiments import *
 from .experiments import reproduce
