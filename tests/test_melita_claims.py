@@ -5,7 +5,7 @@ import pytest
 
 from alignnb.core import Result
 from alignnb.melita.experiments import (
-    ExperimentConfig, MelitaStudy, _t_interval, at_assessor_budget, curve_at, melita_claims, reproduce,
+    ExperimentConfig, MelitaStudy, _t_interval, at_assessor_budget, at_generation, curve_at, melita_claims, reproduce,
     supporting_figures)
 from alignnb.melita.search import SearchConfig, SearchRun
 
@@ -91,3 +91,12 @@ def test_tiny_reproduce_end_to_end(tmp_path):
     assert isinstance(res, Result) and len(res.claims) == 2
     assert all((tmp_path / f).exists() for f in ("melita_curves.png", "melita_heatmaps.png", "melita_gallery.png"))
     assert Result.from_json(res.to_json()).verdict == res.verdict
+
+
+def test_equal_generations_reads_melita_at_map_elites_generation_count():
+    study = _study(0.05, 0.1)
+    for r in study.runs["MEliTA (all)"]:  # MEliTA runs twice the generations of MAP-Elites on the same budget
+        for k in r.curves: r.curves[k] = list(r.curves[k]) + [r.curves[k][-1] * 1.1] * 2
+    got = at_generation(study, "MEliTA (all)", "max_fitness")
+    want = np.array([r.curve("max_fitness")[2] for r in study.runs["MEliTA (all)"]])  # MAP-Elites has 3 records
+    np.testing.assert_allclose(got, want)
