@@ -7,6 +7,8 @@ Docs: https://alignnb.github.io/alignnb/10_rewards/rlhf.html.md"""
 # %% ../../nbs/10_rewards/02_rlhf.ipynb #ed00decb
 from __future__ import annotations
 
+import math
+from numbers import Integral, Real
 from typing import Callable
 
 import torch
@@ -39,19 +41,48 @@ def _rloo_advantages(returns: Tensor, samples_per_prompt: int) -> Tensor:  # (B,
     return (grouped - others).flatten()  # (10)
 
 # %% ../../nbs/10_rewards/02_rlhf.ipynb #d42a62e7
-def _check_rlhf(prompts, kl_coef, steps, prompts_per_step, samples_per_prompt):
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise TypeError("prompts must be a non-empty list of str")
-    if kl_coef < 0: raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-    if steps < 1 or prompts_per_step < 1:
-        raise ValueError(f"steps and prompts_per_step must be >= 1, got {steps}, {prompts_per_step}")
-    if samples_per_prompt < 2:
-        raise ValueError(f"samples_per_prompt must be >= 2 for the leave-one-out baseline, got {samples_per_prompt}")
+def _check_real(name: str, value, positive: bool = False):
+    "`value` a finite real number, >= 0 (or > 0 when `positive`), else a named error."
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+
+def _check_count(name: str, value, least: int, why: str = ""):
+    "`value` an integer >= `least`, else a named error."
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < least: raise ValueError(f"{name} must be >= {least}{why}, got {value}")
+
+def _check_prompts(prompts):
+    "A non-empty list (or tuple) of str; a bare string would be read as its characters."
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)):
+        raise TypeError(f"prompts must be a list of str, got {type(prompts).__name__} {str(prompts)[:40]!r}")
+    if not prompts: raise ValueError("prompts must hold at least one prompt, got an empty list")
+    bad = next((p for p in prompts if not isinstance(p, str)), None)
+    if bad is not None: raise TypeError(f"prompts must all be str, got a {type(bad).__name__}: {bad!r}")
+
+# %% ../../nbs/10_rewards/02_rlhf.ipynb #4b81efb3
+def _check_rlhf(prompts, utility, kl_coef, steps, prompts_per_step, samples_per_prompt, lr, max_new_tokens,
+                max_grad_norm):
+    "Every argument of `rlhf` checked before anything is sampled."
+    _check_prompts(prompts)
+    if not callable(utility): raise TypeError(f"utility must be callable, got {type(utility).__name__}")
+    _check_real("kl_coef", kl_coef)
+    _check_real("lr", lr, positive=True)
+    if max_grad_norm is not None: _check_real("max_grad_norm", max_grad_norm, positive=True)
+    _check_count("steps", steps, 1)
+    _check_count("prompts_per_step", prompts_per_step, 1)
+    if prompts_per_step > len(prompts):
+        raise ValueError(f"prompts_per_step must be <= len(prompts) = {len(prompts)}, got {prompts_per_step}")
+    _check_count("samples_per_prompt", samples_per_prompt, 2, " for the leave-one-out baseline")
+    _check_count("max_new_tokens", max_new_tokens, 1)
 
 def _make_optimizer(policy, optimizer: str, lr: float) -> torch.optim.Optimizer:
     "SGD or Adam over the policy's trainable parameters."
     if optimizer not in ("sgd", "adam"): raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     parameters = [p for p in policy.parameters() if p.requires_grad]
+    if not parameters: raise ValueError("policy has no trainable parameters (requires_grad is False everywhere)")
     return (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(parameters, lr=lr)
 
 # %% ../../nbs/10_rewards/02_rlhf.ipynb #eb232fbf
@@ -65,6 +96,17 @@ def _rollout(policy, ref_policy, tokenizer, batch: list[str], max_new_tokens: in
     with torch.no_grad(): ref_logp = sequence_logprobs(ref_policy, *args)  # (B,) log pi_0(y|x)
     return sample.texts, logp, (logp - ref_logp).detach().double().cpu()  # (B,) sequence-level KL estimate
 
+# %% ../../nbs/10_rewards/02_rlhf.ipynb #e471dd56
+def _checked_utility(utility: Callable, batch: list[str], texts: list[str]) -> Tensor:  # (B,)
+    "The utility of a batch as float64 (B,); a wrong shape or a NaN or infinite value raises before any update."
+    u = torch.as_tensor(utility(batch, texts), dtype=torch.float64).detach().cpu()
+    if u.shape != (len(batch),): raise ValueError(f"utility must return shape ({len(batch)},), got {tuple(u.shape)}")
+    bad = (~torch.isfinite(u)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"utility must return finite values, got {u[bad[0]].item()} for {len(bad)} of {len(batch)} "
+                         f"responses (first: prompt {batch[bad[0]][:40]!r}, response {texts[bad[0]][:40]!r})")
+    return u
+
 # %% ../../nbs/10_rewards/02_rlhf.ipynb #1bb3be1d
 def _rloo_step(policy, ref_policy, tokenizer, prompts: list[str], utility: Callable, kl_coef: float,
                prompts_per_step: int, samples_per_prompt: int, max_new_tokens: int, max_grad_norm: float | None,
@@ -73,8 +115,7 @@ def _rloo_step(policy, ref_policy, tokenizer, prompts: list[str], utility: Calla
     drawn = torch.randperm(len(prompts), generator=generator)[:prompts_per_step].tolist()
     batch = [prompts[i] for i in drawn for _ in range(samples_per_prompt)]  # (B,) with B = P k
     texts, logp, kl = _rollout(policy, ref_policy, tokenizer, batch, max_new_tokens, generator)
-    u = torch.as_tensor(utility(batch, texts), dtype=torch.float64).detach().cpu()
-    if u.shape != (len(batch),): raise ValueError(f"utility must return shape ({len(batch)},), got {tuple(u.shape)}")
+    u = _checked_utility(utility, batch, texts)  # (B,)
     returns = u - kl_coef * kl  # (9)
     advantages = _rloo_advantages(returns, samples_per_prompt).to(logp)  # (10)
     loss = -(advantages * logp).mean()
@@ -106,7 +147,8 @@ def rlhf(
     seed: int = 0,  # prompt draws and sampling
 ) -> tuple:  # (policy, log: one dict per step with utility, kl, return and every metric)
     "KL-regularised RL (2) with the leave-one-out REINFORCE estimator (9, 10)."
-    _check_rlhf(prompts, kl_coef, steps, prompts_per_step, samples_per_prompt)
+    _check_rlhf(prompts, utility, kl_coef, steps, prompts_per_step, samples_per_prompt, lr, max_new_tokens,
+                max_grad_norm)
     generator, opt, log = torch.Generator().manual_seed(seed), _make_optimizer(policy, optimizer, lr), []
     for step in progress(range(steps), desc=f"rlhf (kl_coef={kl_coef})", leave=False):
         log.append({"step": step} | _rloo_step(policy, ref_policy, tokenizer, prompts, utility, kl_coef,
