@@ -21,23 +21,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_voila(folder: Path, env: dict) -> tuple:
-    "Start Voila on a free loopback port; wait (at most 120 s) until it answers. Returns (process, url)."
+def _start_server(folder: Path, env: dict, kind: str = "voila") -> tuple:
+    "Start Voila (or JupyterLab) on a free loopback port; wait (at most 120 s) until it answers. (process, url)."
     port = _free_port()
-    log = open(folder / f"voila-{port}.log", "w")
-    cmd = [str(Path(sys.executable).with_name("voila")), str(folder / "cal_labeller.ipynb"), f"--port={port}",
-           "--no-browser", "--Voila.ip=127.0.0.1"]
+    log = open(folder / f"{kind}-{port}.log", "w")
+    if kind == "voila":
+        cmd = [str(Path(sys.executable).with_name("voila")), str(folder / "cal_labeller.ipynb"), f"--port={port}",
+               "--no-browser", "--Voila.ip=127.0.0.1"]
+        probe = "voila/files/probe"  # not the notebook: rendering it starts a kernel
+    else:
+        cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
+               f"--ServerApp.root_dir={folder}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+               "jupyterlab.NeverCheckForUpdate"]
+        probe = "api/status"
     proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
     while time.monotonic() < deadline:
-        if proc.poll() is not None: raise RuntimeError(f"voila exited: {(folder / log.name).read_text()[-2000:]}")
+        if proc.poll() is not None: raise RuntimeError(f"{kind} exited: {(folder / log.name).read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(url + "voila/files/probe", timeout=5)  # not the notebook: rendering starts a kernel
+            urllib.request.urlopen(url + probe, timeout=5)
             return proc, url
         except urllib.error.HTTPError: return proc, url  # it answered
         except OSError: time.sleep(0.2)  # polling the server's port, not synchronising the page
     _stop(proc)
-    raise RuntimeError("voila did not answer within 120 s")
+    raise RuntimeError(f"{kind} did not answer within 120 s")
 
 
 def _stop(proc) -> None:
@@ -73,8 +81,8 @@ def served(tmp_path):
            "CAL_ITEMS": str(tmp_path / "items.jsonl"), "CAL_STORE": str(tmp_path / "labels.sqlite"),
            "ALIGNNB_QUIET": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
     procs = []
-    def start():
-        proc, url = _start_voila(tmp_path, env)
+    def start(kind="voila"):
+        proc, url = _start_server(tmp_path, env, kind)
         procs.append(proc)
         return proc, url
     yield start, tmp_path
@@ -120,3 +128,27 @@ def test_label_by_click_and_key_lands_on_disk_and_survives_the_kernel(served):
         playwright_api.expect(page.locator(".cal-item")).to_contain_text("c000-t2", timeout=90_000)
         browser.close()
     assert (artefacts / "cal_labeller.png").stat().st_size > 10_000
+
+
+def test_jupyterlab_once(served):
+    "The same widget in JupyterLab: open the notebook, run all cells, click a label, find it on disk."
+    start, folder = served
+    db = folder / "labels.sqlite"
+    proc, url = start("lab")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(90_000)
+        page.goto(url + "lab/tree/cal_labeller.ipynb")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)  # a run sent earlier is dropped
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        greeting = page.locator("button.cal-label-greeting")
+        greeting.wait_for(timeout=120_000)
+        greeting.click()
+        playwright_api.expect(page.locator(".cal-item")).to_contain_text("c000-t1")
+        assert _wait_for_label(db, "c000-t0") == "greeting"
+        browser.close()
+    _stop(proc)
+    assert _labels(db) == {"c000-t0": "greeting"}
