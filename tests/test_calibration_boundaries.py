@@ -222,6 +222,12 @@ def _uniform(P):
     return np.full(m, 1 / max(m, 1))
 
 
+def _close_after(ax):
+    import matplotlib.pyplot as plt
+    plt.close(ax.figure)
+    return ax.patches[0].get_height()
+
+
 def _calls():
     return {
         "softmax": lambda P, y: softmax(P),
@@ -239,6 +245,11 @@ def _calls():
         "isotonic": lambda P, y: calib.isotonic_regression(P, y)[1],
         "decomposition": lambda P, y: calib.score_decomposition(_uniform(P), P, P).calibration,
         "temperature": lambda P, y: TemperatureScaling().fit(P, y).predict_proba(P),
+        "vector": lambda P, y: VectorScaling().fit(P, y).predict_proba(P),
+        "isotonic_map": lambda P, y: calib.IsotonicCalibration().fit(P, y).predict(P),
+        "ensemble": lambda P, y: calib.EnsembleTemperatureScaling().fit(P, y).predict_proba(P),
+        "unfitted": lambda P, y: calib.MatrixScaling().predict_proba(P),
+        "reliability": lambda P, y: _close_after(calib.reliability_diagram(P, y, n_bins=4)),
         "cross_fitted": lambda P, y: cross_fitted_calibration_error(P, y, n_folds=2).estimate,
     }
 
@@ -253,7 +264,7 @@ _KINDS_P = ["valid", "nan", "inf", "huge", "tiny", "empty", "3d", "scalar", "str
 _KINDS_Y = ["valid", "short", "long", "float", "high", "negative", "2d", "none", "str", "torch", "bool", "list"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(_calls())), st.sampled_from(_KINDS_P), st.sampled_from(_KINDS_Y),
        st.integers(1, 12), st.integers(2, 4), st.integers(0, 2**16))
 def test_public_api_returns_finite_or_names_the_problem(fn, kind_p, kind_y, n, c, seed):
