@@ -89,6 +89,8 @@ def test_resume_starts_at_the_first_unlabelled(tmp_path):
     for _ in range(3): lab.keys.value = "1" if lab.current.turn < 2 else "2"
     again = _labeller(tmp_path)
     assert again.current.id == lab.current.id == "c000-t3"
+    again.keys.value = "s"  # a skip survives a restart: the skipped turn comes after the others
+    assert _labeller(tmp_path).current.id == again.current.id == "c000-t4"
 
 
 def test_skip_undo_history_notes(tmp_path):

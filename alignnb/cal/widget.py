@@ -62,7 +62,8 @@ class Labeller:
         self._queued = set(self.queue)
         self.guide_answers, self.message, self._skipped, self._busy, self._answer_buttons = [], "", set(), False, {}
         self._build()
-        self.position = self._next_unlabelled(-1, include_skipped=True) or 0
+        self._skipped = self._logged_skips()  # a resumed session keeps skipped items at the back
+        self.position = self._next_unlabelled(-1) or 0
         self.refresh()
 
 # %% ../../nbs/90_cal/02_widget.ipynb #c011
@@ -90,6 +91,12 @@ def apt(self: Labeller) -> list:
     return [n for n in self.schema.names if self.why_inapt(n, context) is None]
 
 # %% ../../nbs/90_cal/02_widget.ipynb #c012
+@patch
+def _logged_skips(self: Labeller) -> set:
+    "Items this annotator skipped (in the store's history) and has not labelled since."
+    skipped = {h.item_id for h in self.store.history(annotator=self.annotator) if h.action == "skip"}
+    return skipped - set(self.store.labels(self.annotator))
+
 @patch
 def _next_unlabelled(self: Labeller, after: int, include_skipped: bool = False) -> int | None:
     "The queue position of the first unlabelled item after `after` (wrapping), skipped items last."
