@@ -1,4 +1,4 @@
-"""The reproduction of Gruber & Buettner's claims: the simulation study against a known truth, real classifiers on the digits data, and a variance regression scored by Dawid-Sebastiani, each claim with its interval and verdict.
+"""The reproduction of Gruber & Buettner's claims: the simulation study against a known truth, real classifiers on the digits data and real networks on CIFAR, and a variance regression scored by Dawid-Sebastiani, each claim with its interval and verdict.
 
 Docs: https://alignnb.github.io/alignnb/40_calibration/experiments.html.md"""
 
@@ -19,6 +19,9 @@ from .scores import (
 from alignnb.calibration.simulation import (
     SimulationArm, SimulationConfig, SimulationStudy, _plot_estimates, _plot_improvements, _plot_sharp_bound,
     simulation_study)
+from .cifar import (
+    CifarConfig, CifarStudy, cifar_claims, cifar_study, cifar_supporting_figures, plot_cifar_ranking,
+    plot_cifar_reliability, plot_cifar_sizes)
 from alignnb.calibration.recalibration import (
     EnsembleTemperatureScaling, IsotonicCalibration, MatrixScaling, TemperatureScaling, VectorScaling,
     reliability_diagram)
@@ -175,20 +178,21 @@ def variance_regression_study(
 # %% ../../nbs/40_calibration/09_experiments.ipynb #baa3f65e
 @dataclass
 class ReproductionConfig:
-    "Configs of the three studies that `reproduce` runs."
+    "Configs of the four studies that `reproduce` runs."
     simulation: SimulationConfig  # the known-truth simulation: the heart of the claim
     digits: DigitsConfig  # real classifiers
     regression: RegressionConfig  # the claim beyond classification
+    cifar: CifarConfig  # real networks' CIFAR predictions (the CIFAR page)
 
     @classmethod
     def quick(cls):
-        "The simulation's quick preset: about 30 s on 2 cores, too few test points to decide the small biases."
-        return cls(SimulationConfig.quick(), DigitsConfig.quick(), RegressionConfig.quick())
+        "Quick presets: about 60 s on 2 cores, too few test points to decide the small biases."
+        return cls(SimulationConfig.quick(), DigitsConfig.quick(), RegressionConfig.quick(), CifarConfig.quick())
 
     @classmethod
     def full(cls):
         "The simulation's full preset (nine sizes, a million test points each): minutes on 2 cores, see the full run."
-        return cls(SimulationConfig.full(), DigitsConfig.full(), RegressionConfig.full())
+        return cls(SimulationConfig.full(), DigitsConfig.full(), RegressionConfig.full(), CifarConfig.full())
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #781db2aa
 @dataclass
@@ -197,6 +201,7 @@ class CalibrationStudies:
     simulation: SimulationStudy  # estimates against truth over test sizes
     digits: DigitsStudy  # real classifiers, every recalibration map
     regression: RegressionStudy  # Dawid-Sebastiani variance recalibration
+    cifar: CifarStudy  # real networks on CIFAR, over random splits
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #5d0302d7
 def _plot_digits_reliability(digits: DigitsStudy, out) -> str:
@@ -363,14 +368,15 @@ def _supporting_figures(studies: CalibrationStudies) -> dict:
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #bfa833aa
 _CLAIM = ("Binned ECE is biased and test-size dependent; the root Brier score bounds CE_2; the score difference "
-          "estimates the calibration improvement of an injective recalibration without bias.")
-_PAPER = ("simulation with known truth and real classifiers: ECE estimates shift with test size and mis-measure "
+          "estimates the calibration improvement of an injective recalibration without bias; on real networks ECE and "
+          "score improvement can rank recalibration maps differently.")
+_PAPER = ("simulation with known truth, real classifiers and CIFAR networks: ECE estimates shift with test size and mis-measure "
           "recalibration gains; RBS upper-bounds CE_2; score differences track the true improvement at every "
           "test size")
 
 # %% ../../nbs/40_calibration/09_experiments.ipynb #df2c534c
 def reproduce(
-    quick: bool = True,  # small study (about 30 s); False: nine sizes, a million test points each
+    quick: bool = True,  # small study (about 60 s); False: nine sizes, a million test points each, 40 CIFAR splits
     out: str | Path | None = None,  # folder for the figures
     config: ReproductionConfig | None = None,  # None: the quick or full preset, by `quick`
 ) -> Result:  # one `Claim` per statement; the studies themselves on `.details`
@@ -379,13 +385,16 @@ def reproduce(
     cfg = config or (ReproductionConfig.quick() if quick else ReproductionConfig.full())
     with timed() as t:
         sim = simulation_study(cfg.simulation)
-        studies = CalibrationStudies(sim, digits_study(cfg.digits), variance_regression_study(cfg.regression))
+        studies = CalibrationStudies(sim, digits_study(cfg.digits), variance_regression_study(cfg.regression),
+                                     cifar_study(cfg.cifar))
         figs = [_plot_estimates(sim, out), _plot_improvements(sim, out), _plot_digits_reliability(studies.digits, out),
-                _plot_sharp_bound(sim, out)]
+                _plot_sharp_bound(sim, out), plot_cifar_reliability(studies.cifar, out),
+                plot_cifar_sizes(studies.cifar, out), plot_cifar_ranking(studies.cifar, out)]
         plt.close("all")
     claims = (ece_bias_claims(sim) + [rbs_bound_claim(sim)] + improvement_claims(sim)
-              + real_data_claims(studies.digits, studies.regression))
-    res = Result(method="calibration", claim=_CLAIM, paper=_PAPER, ours=_supporting_figures(studies), claims=claims,
+              + real_data_claims(studies.digits, studies.regression) + cifar_claims(studies.cifar))
+    res = Result(method="calibration", claim=_CLAIM, paper=_PAPER, ours=_supporting_figures(studies) | cifar_supporting_figures(studies.cifar),
+                 claims=claims,
                  seconds=t.seconds, figures=figs)
     res.details = studies  # the studies behind the claims, for the tables below
     return res
