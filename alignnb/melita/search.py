@@ -34,8 +34,8 @@ def grid_index(
     if not np.isfinite(m).all(): raise ValueError("measures hold NaN or inf")
     low, high = np.array(ranges, dtype=np.float64).T
     dims = np.array(dims)
-    coords = ((dims * (m - low) + epsilon) / (high - low)).astype(np.int32)
-    return np.clip(coords, 0, dims - 1)
+    coords = (dims * (m - low) + epsilon) / (high - low)
+    return np.clip(coords, 0, dims - 1).astype(np.int32)  # clip before the cast: no int32 overflow on huge BCs
 
 # %% ../../nbs/80_melita/02_search.ipynb #f9ea19ad
 class EliteArchive:
