@@ -5,3 +5,4 @@ plausibility. Written by hand (nbdev leaves a package's `__init__.py` alone); th
 from .attribution import *
 from .attention import *
 from .evaluation import *
+from .global_methods import *
