@@ -17,13 +17,22 @@ __all__ = ['COMBINE_METHODS', 'log_sigmoid_transform', 'reference_reward', 'comb
 # %% ../../nbs/10_rewards/00_transform.ipynb #8de846bd
 def _as_float_tensor(name: str, value) -> Tensor:
     "`value` as a floating tensor (integers become float64); non-real dtypes and non-finite values raise, by name."
-    t = torch.as_tensor(value)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+    try: t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} must be a tensor or array of real numbers, got {type(value).__name__}") from e
+    if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     t = t if t.is_floating_point() else t.double()
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} must be finite, got {t.numel() - int(torch.isfinite(t).sum())} non-finite values")
     return t
+
+def _finite_result(out: Tensor, what: str) -> Tensor:
+    "`out` if finite; else a named error: finite inputs whose `what` overflows the dtype."
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{what} overflows {out.dtype} for these inputs (magnitudes near its largest value); "
+                         "rescale the rewards")
+    return out
 
 # %% ../../nbs/10_rewards/00_transform.ipynb #46edabb9
 def log_sigmoid_transform(
@@ -34,7 +43,7 @@ def log_sigmoid_transform(
     r, r_ref = _as_float_tensor("r", r), _as_float_tensor("r_ref", r_ref)
     if r_ref.dim() > 0 and r_ref.shape != r.shape:
         raise ValueError(f"r_ref must be a scalar or have the shape of r {tuple(r.shape)}, got {tuple(r_ref.shape)}")
-    return F.logsigmoid(r - r_ref)  # (5), computed stably for large |r - r_ref|
+    return F.logsigmoid(_finite_result(r - r_ref, "r - r_ref"))  # (5), computed stably for large |r - r_ref|
 
 # %% ../../nbs/10_rewards/00_transform.ipynb #ecb538ae
 def reference_reward(
@@ -47,13 +56,17 @@ def reference_reward(
     if sample_rewards.dim() != 2 or sample_rewards.shape[1] < 2:
         raise ValueError("sample_rewards must be (P, K) with K >= 2 samples per prompt, "
                          f"got shape {tuple(sample_rewards.shape)}")
-    if not 0 < quantile < 1: raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile < 1:
+        raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
+    if method not in ("normal", "empirical"): raise ValueError(f"method must be 'normal' or 'empirical', got {method!r}")
+    largest = sample_rewards.abs().max() if sample_rewards.numel() else torch.ones((), dtype=sample_rewards.dtype)
+    scale = torch.ldexp(torch.ones_like(largest), torch.frexp(largest)[1] - 1)  # 2^e <= max|x|: exact, no overflow
+    x = sample_rewards / scale
     if method == "normal":
-        mean, std = sample_rewards.mean(-1), sample_rewards.std(-1, correction=0)  # maximum-likelihood normal fit
-        z = torch.special.ndtri(torch.tensor(quantile, dtype=sample_rewards.dtype))  # Phi^{-1}(q)
-        return mean + z * std  # (8), normal
-    if method == "empirical": return torch.quantile(sample_rewards, quantile, dim=-1)  # (8), linear interpolation
-    raise ValueError(f"method must be 'normal' or 'empirical', got {method!r}")
+        z = torch.special.ndtri(torch.tensor(quantile, dtype=x.dtype))  # Phi^{-1}(q)
+        ref = x.mean(-1) + z * x.std(-1, correction=0)  # (8): quantile of the maximum-likelihood normal fit
+    else: ref = torch.quantile(x, quantile, dim=-1)  # (8), linear interpolation
+    return _finite_result(ref * scale, "the reference reward")
 
 # %% ../../nbs/10_rewards/00_transform.ipynb #de31576b
 COMBINE_METHODS = ("lsc", "sum", "weighted", "min")  # the `how` of `combine_rewards`: (7) and three baselines
@@ -67,16 +80,17 @@ def combine_rewards(
 ) -> Tensor:  # (B,) aggregated utility
     "Aggregate m rewards per output: sum of LSC transforms (7), raw sum, weighted sum or worst centred reward."
     rewards, refs = _as_float_tensor("rewards", rewards), _as_float_tensor("refs", refs)
-    if rewards.dim() != 2: raise ValueError(f"rewards must be (B, m), got shape {tuple(rewards.shape)}")
+    if rewards.dim() != 2 or rewards.shape[1] == 0:
+        raise ValueError(f"rewards must be (B, m) with m >= 1 properties, got shape {tuple(rewards.shape)}")
     if refs.shape not in (rewards.shape, rewards.shape[1:]):
         raise ValueError(f"refs must have shape {tuple(rewards.shape)} or {tuple(rewards.shape[1:])}, "
                          f"got {tuple(refs.shape)}")
     if how not in COMBINE_METHODS: raise ValueError(f"how must be one of {COMBINE_METHODS}, got {how!r}")
     if how == "lsc": return log_sigmoid_transform(rewards, refs.expand_as(rewards)).sum(-1)  # (7)
-    if how == "sum": return rewards.sum(-1)
-    if how == "min": return (rewards - refs).min(-1).values
+    if how == "sum": return _finite_result(rewards.sum(-1), "the sum of rewards")
+    if how == "min": return _finite_result((rewards - refs).min(-1).values, "rewards - refs")
     if weights is None: raise ValueError("weights are required for how='weighted'")
     weights = _as_float_tensor("weights", weights)
     if weights.shape != rewards.shape[1:]:
         raise ValueError(f"weights must have shape {tuple(rewards.shape[1:])}, got {tuple(weights.shape)}")
-    return rewards @ weights.to(rewards.dtype)
+    return _finite_result(rewards @ weights.to(rewards.dtype), "the weighted sum of rewards")
