@@ -36,7 +36,7 @@ def _fit_inputs(logits, labels):
     if labels is None: raise ValueError("this recalibrator requires y to be passed, but the target y is None")
     z = _to_numpy(logits, "X")
     if z.ndim != 2: raise ValueError(f"X (logits) must have shape (N, C), got {z.shape}; Reshape your data")
-    check_probs(z, labels, from_logits=True, name="X (logits)")
+    check_probs(z, labels, from_logits=True, name="X")
     return torch.as_tensor(np.asarray(z, dtype=np.float64)), torch.as_tensor(check_labels(labels, len(z), z.shape[1]))
 
 # %% ../../nbs/40_calibration/01_recalibration.ipynb #24ab0e46
@@ -88,7 +88,7 @@ class LogitRecalibrator(ClassifierMixin, BaseEstimator):
         z = _to_numpy(X, "X")
         if z.ndim != 2: raise ValueError(f"X (logits) must have shape (N, C), got {z.shape}; Reshape your data")
         _check_fitted(self, z.shape[1])
-        check_probs(z, from_logits=True, name="X (logits)")
+        check_probs(z, from_logits=True, name="X")
         with torch.no_grad(): q = self._proba(torch.as_tensor(np.asarray(z, dtype=np.float64)))
         return _check_finite_proba(q, type(self).__name__).numpy()
     def predict(self, X) -> np.ndarray:

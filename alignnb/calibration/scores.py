@@ -57,6 +57,7 @@ def check_labels(
     labels,  # (N,) integer class indices
     n: int,  # the number of rows the labels must match
     n_classes: int,  # C; labels must lie in [0, C)
+    rows_name: str = "probs",  # the argument whose rows the labels must match, for error messages
 ) -> np.ndarray:  # (N,) int64
     "Validate class labels against N rows and C classes."
     for name, v in (("n", n), ("n_classes", n_classes)):
@@ -66,7 +67,7 @@ def check_labels(
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"labels must be integers, got dtype {y.dtype}")
     if y.ndim != 1: raise ValueError(f"labels must have shape (N,), got {y.shape}")
-    if len(y) != n: raise ValueError(f"labels has length {len(y)} but probs has {n} rows")
+    if len(y) != n: raise ValueError(f"labels has length {len(y)} but {rows_name} has {n} rows")
     if n and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), got range [{y.min()}, {y.max()}]")
     return y.astype(np.int64, copy=False)
@@ -110,7 +111,7 @@ def check_probs(
         if not np.isfinite(p).all(): raise ValueError(f"{name} (logits) contain NaN or inf")
         p = softmax(p)
     else: _check_rows_sum_to_one(p, atol, name)
-    y = None if labels is None else check_labels(labels, p.shape[0], p.shape[1])
+    y = None if labels is None else check_labels(labels, p.shape[0], p.shape[1], name)
     return p, y
 
 # %% ../../nbs/40_calibration/00_scores.ipynb #b2d3c51f
