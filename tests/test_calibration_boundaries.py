@@ -284,10 +284,18 @@ def test_public_api_returns_finite_or_names_the_problem(fn, kind_p, kind_y, n, c
 # ---------------------------------------------------------------- the "Using it" recipe
 
 def _recipe() -> str:
+    """The page's recipe: the code cells under '## Using it' if it has any, else the ```python block in its text."""
     nb = json.loads((ROOT / "nbs/40_calibration/09_experiments.ipynb").read_text())
-    text = next("".join(c["source"]) for c in nb["cells"]
-                if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("## Using it"))
-    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    cells = [("".join(c["source"]), c["cell_type"]) for c in nb["cells"]]
+    start = next(i for i, (src, kind) in enumerate(cells) if kind == "markdown" and src.lstrip().startswith("## Using it"))
+    section = []
+    for src, kind in cells[start + 1:]:
+        if kind == "markdown" and src.lstrip().startswith(("# ", "## ")): break
+        section.append((src, kind))
+    code = ["\n".join(l for l in src.splitlines() if not l.startswith("#|")) for src, kind in section
+            if kind == "code" and not src.startswith("#| hide")]
+    if code: return "\n".join(code)
+    return re.search(r"```python\n(.*?)```", cells[start][0], re.S).group(1)
 
 
 def _user_data():
