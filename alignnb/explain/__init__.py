@@ -6,3 +6,5 @@ from .attribution import *
 from .attention import *
 from .evaluation import *
 from .global_methods import *
+from .experiments import *
+from .experiments import reproduce
