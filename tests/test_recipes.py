@@ -18,7 +18,9 @@ PAGES = [
     "nbs/30_cachegen/01_bins.ipynb",
     "nbs/30_cachegen/02_streaming.ipynb",
     "nbs/30_cachegen/09_experiments.ipynb",
+    "nbs/11_preference/00_losses.ipynb",
     "nbs/11_preference/01_games.ipynb",
+    "nbs/11_preference/02_online.ipynb",
     "nbs/11_preference/09_experiments.ipynb",
 ]
 
