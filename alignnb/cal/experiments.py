@@ -29,7 +29,8 @@ __all__ = ['ARMS', 'support_conversations', 'item_fields', 'AnnotatorModel', 'It
 _PRODUCTS = ["router", "X200 headset", "smart plug", "laptop stand", "e-reader", "coffee grinder", "webcam", "monitor"]
 _PLACES = ["Norway", "Portugal", "Chile", "Japan", "Canada", "Kenya"]
 _TEXTS = {
-    "greeting": ["Hi there!", "Hello!", "Good morning.", "Hello, thanks for contacting support.", "Hi, how can I help?"],
+    "greeting": ["Hi there!", "Hello!", "Good morning.", "Hello, thanks for contacting support.",
+                 "Hi, how can I help?"],
     "question": ["How long does delivery to {place} take?", "Is the warranty of the {product} valid abroad?",
                  "Does the {product} work with a 110 V supply?", "What is the return policy for the {product}?"],
     "request": ["Please cancel my order of the {product}.", "Can you resend the invoice for the {product}?",
@@ -37,7 +38,8 @@ _TEXTS = {
     "clarify": ["Could you give me your order number?", "Which model of the {product} do you have?",
                 "When did you buy the {product}?", "Which email address is on the account?"],
     "inform": ["It is order {number}.", "The {product}, bought last May.", "The address is the one in {place}."],
-    "answer": ["Delivery to {place} takes three to five days.", "Yes, the warranty of the {product} is valid worldwide.",
+    "answer": ["Delivery to {place} takes three to five days.",
+               "Yes, the warranty of the {product} is valid worldwide.",
                "Returns are free within 30 days.", "The {product} accepts 100 to 240 V."],
     "confirm": ["I have cancelled the order.", "The invoice is on its way to your inbox.",
                 "Done: the refund for the {product} will reach you in five days.", "Your address is now updated."],
@@ -89,7 +91,8 @@ class AnnotatorModel:
 
     def __post_init__(self):
         for name in ("slip", "answer_error"):
-            if not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 # %% ../../nbs/90_cal/09_experiments.ipynb #c016
 @dataclass
@@ -204,7 +207,8 @@ def run_spreadsheet(
                                  own_context) is not None
         sheet.pick(choice)
         labels[row["id"]] = store.label(row["id"])
-        records.append((row, labels[row["id"]], sheet.actions - start, int(inapt), int(inapt and labels[row["id"]] == choice)))
+        stored = labels[row["id"]]
+        records.append((row, stored, sheet.actions - start, int(inapt), int(inapt and stored == choice)))
     store.close()
     return [_record(schema, by_id, row, label, *rest) for row, label, *rest in records]
 
@@ -286,13 +290,15 @@ def exact_interval(k: int, n: int, level: float = 0.95) -> tuple:
 # %% ../../nbs/90_cal/09_experiments.ipynb #c036
 _PAPER_CLAIM = ("CAL's affordances (apt labels only, guidance, documentation, history) make labelling conversational "
                 "data easier than a spreadsheet, without slowing annotators down.")
-_PAPER = ("Within-subjects user study against a spreadsheet: higher SUS usability (p < 0.001), lower NASA-TLX cognitive "
-          "load (p < 0.05), no increase in task time, CAL preferred. Inapt labels cannot be selected (design decision 1; "
-          "no rate reported).")
+_PAPER = ("Within-subjects user study against a spreadsheet: higher SUS usability (p < 0.001), lower NASA-TLX "
+          "cognitive load (p < 0.05), no increase in task time, CAL preferred. Inapt labels cannot be selected "
+          "(design decision 1; no rate reported).")
 _STUDY_NOTE = ("A user study cannot be rerun here: simulated annotators with a {slip:.0%} slip rate on {n} "
                "(annotator, conversation) units; the figure tests the mechanism, not the participants' experience.")
 
 # %% ../../nbs/90_cal/09_experiments.ipynb #c037
+def _zero(record) -> float: return 0.0
+
 def refusal_claim(study: Study) -> Claim:
     "Claim 1: CAL refuses the inapt choices (exact interval over them)."
     recs = [r for run in study.records["cal_keys"] for r in run]
@@ -305,7 +311,7 @@ def refusal_claim(study: Study) -> Claim:
     return Claim("cal_refuses_inapt", "Of the label choices that were inapt in context, CAL refuses more than 99%",
                  "invalid labels cannot be selected (no rate reported)", (n - stored) / n, low, high, 0.99,
                  interval=f"exact over {n} inapt choices", note=f"the spreadsheet stored {accepted:.0%} of its inapt "
-                 "choices. " + _STUDY_NOTE.format(slip=study.config.slip, n=len(unit_means(study, 'cal_keys', lambda r: 0.0))))
+                 "choices. " + _STUDY_NOTE.format(slip=study.config.slip, n=len(unit_means(study, "cal_keys", _zero))))
 
 # %% ../../nbs/90_cal/09_experiments.ipynb #c038
 def difference_claim(study: Study, name: str, statement: str, paper: str, measure: Callable, arm: str = "cal_keys",
@@ -342,8 +348,8 @@ def arm_summary(study: Study) -> dict:
     "Per arm: accuracy, inapt share in the gold context, actions per label (means with bootstrap intervals)."
     out = {}
     for arm in ARMS:
-        for name, f in (("accuracy", lambda r: float(r.label == r.gold)), ("inapt", lambda r: float(r.gold_context_inapt)),
-                        ("actions", lambda r: float(r.actions))):
+        for name, f in (("accuracy", lambda r: float(r.label == r.gold)),
+                        ("inapt", lambda r: float(r.gold_context_inapt)), ("actions", lambda r: float(r.actions))):
             out[(arm, name)] = bootstrap_interval(unit_means(study, arm, f))
     return out
 

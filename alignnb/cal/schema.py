@@ -45,8 +45,10 @@ def as_item(
         if "id" not in x or "text" not in x: raise ValueError(f"an item needs 'id' and 'text', got keys {sorted(x)}")
         item = Item(x["id"], x["text"], dict(x.get("fields") or {}), x.get("conversation"), x.get("turn", 0))
     else: raise TypeError(f"an item must be an Item or a mapping, got {type(x).__name__}")
-    if not isinstance(item.id, str) or not item.id: raise ValueError(f"item id must be a non-empty str, got {item.id!r}")
-    if not isinstance(item.text, str): raise TypeError(f"item {item.id!r}: text must be a str, got {type(item.text).__name__}")
+    if not isinstance(item.id, str) or not item.id:
+        raise ValueError(f"item id must be a non-empty str, got {item.id!r}")
+    if not isinstance(item.text, str):
+        raise TypeError(f"item {item.id!r}: text must be a str, got {type(item.text).__name__}")
     if not isinstance(item.fields, dict): raise TypeError(f"item {item.id!r}: fields must be a dict")
     if isinstance(item.turn, bool) or not isinstance(item.turn, int) or item.turn < 0:
         raise ValueError(f"item {item.id!r}: turn must be an int >= 0, got {item.turn!r}")
@@ -135,7 +137,8 @@ def parse_condition(
     if len(tests) != 1: raise SchemaError(f"{where} needs exactly one of 'in' or 'not_in', got {d!r}")
     key, values = d[subjects[0]], d[tests[0]]
     if not isinstance(key, str) or not key: raise SchemaError(f"{where}: the key must be a field name, got {key!r}")
-    if subjects[0] == "item" and key == "label": raise SchemaError(f"{where}: 'label' is only known for the previous turn")
+    if subjects[0] == "item" and key == "label":
+        raise SchemaError(f"{where}: 'label' is only known for the previous turn")
     if not isinstance(values, (list, tuple)) or not values:
         raise SchemaError(f"{where}: '{tests[0]}' must be a non-empty list, got {values!r}")
     return Condition(subjects[0], key, tuple(values), negate=tests[0] == "not_in")
@@ -147,7 +150,8 @@ def parse_label(d: Any, where: str) -> Label:
     "A `Label` from its mapping form; the definition is required (every label is documented)."
     if not isinstance(d, Mapping): raise SchemaError(f"{where} must be a mapping, got {type(d).__name__}")
     name = d.get("name")
-    if not isinstance(name, str) or not name.strip(): raise SchemaError(f"{where} needs a non-empty 'name', got {name!r}")
+    if not isinstance(name, str) or not name.strip():
+        raise SchemaError(f"{where} needs a non-empty 'name', got {name!r}")
     where = f"{where} {name!r}"
     unknown = set(d) - _LABEL_KEYS
     if unknown: raise SchemaError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_LABEL_KEYS)}")
@@ -170,7 +174,8 @@ def _check_tree(root: str, nodes: dict, labels: set) -> None:
         path.append(node_id)
         for answer, target in nodes[node_id].answers.items():
             where = f"guidance.nodes.{node_id}.answers[{answer!r}]"
-            if target in path: raise SchemaError(f"{where} -> {target!r} closes a cycle: {' -> '.join(path + [target])}")
+            if target in path:
+                raise SchemaError(f"{where} -> {target!r} closes a cycle: {' -> '.join(path + [target])}")
             if target in nodes:
                 if target not in seen: visit(target)
             elif target not in labels:
@@ -186,14 +191,16 @@ def parse_guidance(d: Any, labels: set) -> Guidance:
     "A validated `Guidance` from `{root: id, nodes: {id: {question, answers}}}`."
     if not isinstance(d, Mapping) or set(d) != {"root", "nodes"}:
         raise SchemaError(f"guidance must be a mapping with exactly 'root' and 'nodes', got {d!r:.80}")
-    if not isinstance(d["nodes"], Mapping) or not d["nodes"]: raise SchemaError("guidance.nodes must be a non-empty mapping")
+    if not isinstance(d["nodes"], Mapping) or not d["nodes"]:
+        raise SchemaError("guidance.nodes must be a non-empty mapping")
     nodes = {}
     for node_id, n in d["nodes"].items():
         where = f"guidance.nodes.{node_id}"
         if node_id in labels: raise SchemaError(f"{where}: a node id must not be a label name")
         if not isinstance(n, Mapping) or set(n) != {"question", "answers"}:
             raise SchemaError(f"{where} must have exactly 'question' and 'answers', got {n!r:.80}")
-        if not isinstance(n["question"], str) or not n["question"].strip(): raise SchemaError(f"{where}.question is empty")
+        if not isinstance(n["question"], str) or not n["question"].strip():
+            raise SchemaError(f"{where}.question is empty")
         answers = n["answers"]
         if not isinstance(answers, Mapping) or len(answers) < 2:
             raise SchemaError(f"{where}.answers must map at least two answers to targets, got {answers!r}")
@@ -222,7 +229,9 @@ class LabelSchema:
             l.key = _KEYS[i] if i < len(_KEYS) else None
             for j, c in enumerate(l.apt_when):
                 bad = [v for v in c.values if c.key == "label" and v not in names]
-                if bad: raise SchemaError(f"labels[{i}] {l.name!r}.apt_when[{j}] names unknown labels {bad}; known: {names}")
+                if bad:
+                    raise SchemaError(f"labels[{i}] {l.name!r}.apt_when[{j}] names unknown labels {bad}; "
+                                      f"known: {names}")
         self._by_name = {l.name: l for l in self.labels}
 
 # %% ../../nbs/90_cal/00_schema.ipynb #c033

@@ -66,11 +66,13 @@ class LabelStore:
                  synchronous: str = "FULL"):  # SQLite's fsync level; NORMAL survives a killed process, not a power cut
         if schema is not None and not isinstance(schema, LabelSchema):
             raise TypeError(f"schema must be a LabelSchema or None, got {type(schema).__name__}")
-        if not isinstance(annotator, str) or not annotator: raise ValueError(f"annotator must be a non-empty str, got {annotator!r}")
+        if not isinstance(annotator, str) or not annotator:
+            raise ValueError(f"annotator must be a non-empty str, got {annotator!r}")
         self.path, self.schema, self.annotator = str(path), schema, annotator
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self.journal_mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if synchronous not in ("FULL", "NORMAL"): raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA_SQL + "COMMIT;")  # one transaction: safe when racing
@@ -295,7 +297,8 @@ _EXPORT_COLUMNS = ["item_id", "conversation", "turn", "text", "annotator", "labe
 def rows(self: LabelStore, annotator: str | None = None) -> list:
     "The labelled rows as dicts (`_EXPORT_COLUMNS`), in item order; every annotator when `annotator` is None."
     sql = ("SELECT l.item_id, i.conversation, i.turn, i.text, l.annotator, l.label, l.updated_at FROM labels l "
-           "JOIN items i ON i.id=l.item_id" + (" WHERE l.annotator=?" if annotator else "") + " ORDER BY i.position, l.annotator")
+           "JOIN items i ON i.id=l.item_id" + (" WHERE l.annotator=?" if annotator else "")
+           + " ORDER BY i.position, l.annotator")
     return [dict(zip(_EXPORT_COLUMNS, r)) for r in self._db.execute(sql, (annotator,) if annotator else ())]
 
 @patch

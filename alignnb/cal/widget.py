@@ -34,12 +34,20 @@ def queue_order(
         if missing: raise ValueError(f"order has no score for items {missing[:5]}")
         scores = [scores[i] for i in ids]
     scores = np.asarray(scores, dtype=float)
-    if scores.shape != (len(ids),): raise ValueError(f"order must give one score per item: expected shape ({len(ids)},), "
+    if scores.shape != (len(ids),):
+        raise ValueError(f"order must give one score per item: expected shape ({len(ids)},), "
                                                      f"got {scores.shape}")
     if not np.isfinite(scores).all(): raise ValueError("order holds NaN or infinite scores")
     return [ids[i] for i in np.argsort(-scores, kind="stable")]
 
 # %% ../../nbs/90_cal/02_widget.ipynb #c009
+def _conversations(items: Sequence[Item]) -> dict:
+    "conversation id -> its items in turn order (the context the item panel shows)."
+    out = {}
+    for x in sorted(items, key=lambda x: x.turn): out.setdefault(x.conversation, []).append(x)
+    return out
+
+# %% ../../nbs/90_cal/02_widget.ipynb #c010
 class Labeller:
     "CAL's labelling widget over a `LabelStore`: apt labels only, guidance, documentation, history, shortcuts."
     def __init__(self,
@@ -48,15 +56,15 @@ class Labeller:
                  store: LabelStore,  # where labels go, as they are made
                  annotator: str | None = None,  # who labels; default the store's annotator
                  order: Callable | Sequence | Mapping | None = None):  # queue order, see `queue_order`
-        if not isinstance(schema, LabelSchema): raise TypeError(f"schema must be a LabelSchema, got {type(schema).__name__}")
+        if not isinstance(schema, LabelSchema):
+            raise TypeError(f"schema must be a LabelSchema, got {type(schema).__name__}")
         if not isinstance(store, LabelStore): raise TypeError(f"store must be a LabelStore, got {type(store).__name__}")
         self.schema, self.store, self.annotator = schema, store, annotator or store.annotator
         if items is not None:
             items = [as_item(x) for x in items]
             store.add_items(items)
         self.items = items if items is not None else store.items()
-        self._by_conversation = {}
-        for x in sorted(self.items, key=lambda x: x.turn): self._by_conversation.setdefault(x.conversation, []).append(x)
+        self._by_conversation = _conversations(self.items)
         if not self.items: raise ValueError("items is empty: nothing to label")
         self.queue, self.position, self.actions, self.refused = queue_order(self.items, order), 0, 0, 0
         self._queued = set(self.queue)
@@ -66,7 +74,7 @@ class Labeller:
         self.position = self._next_unlabelled(-1) or 0
         self.refresh()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c011
+# %% ../../nbs/90_cal/02_widget.ipynb #c012
 @patch(as_prop=True)
 def current(self: Labeller) -> Item:
     "The item on screen."
@@ -90,7 +98,7 @@ def apt(self: Labeller) -> list:
     context = self.context()
     return [n for n in self.schema.names if self.why_inapt(n, context) is None]
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c012
+# %% ../../nbs/90_cal/02_widget.ipynb #c013
 @patch
 def _logged_skips(self: Labeller) -> set:
     "Items this annotator skipped (in the store's history) and has not labelled since."
@@ -109,7 +117,7 @@ def _next_unlabelled(self: Labeller, after: int, include_skipped: bool = False) 
             if item_id not in labelled and (skipped_ok or item_id not in self._skipped): return i
     return None
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c014
+# %% ../../nbs/90_cal/02_widget.ipynb #c015
 @patch
 def choose(self: Labeller, label: str) -> bool:
     "Label the current item with `label` if it is apt, then move to the next unlabelled item; False if refused."
@@ -130,7 +138,7 @@ def choose(self: Labeller, label: str) -> bool:
     self.refresh()
     return True
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c015
+# %% ../../nbs/90_cal/02_widget.ipynb #c016
 @patch
 def goto(self: Labeller, item_id: str) -> None:
     "Show `item_id` (to revisit or change its label)."
@@ -148,7 +156,7 @@ def previous(self: Labeller) -> None:
     "Show the previous item of the queue."
     self.goto(self.queue[(self.position - 1) % len(self.queue)])
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c016
+# %% ../../nbs/90_cal/02_widget.ipynb #c017
 @patch
 def skip(self: Labeller) -> None:
     "Log a skip of the current item and move on; skipped items come back after the others."
@@ -168,7 +176,7 @@ def undo(self: Labeller) -> None:
     if entry is not None and entry.item_id in self.queue: self.goto(entry.item_id)
     else: self.refresh()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c017
+# %% ../../nbs/90_cal/02_widget.ipynb #c018
 @patch
 def set_order(self: Labeller, order: Callable | Sequence | Mapping | None) -> None:
     "Reorder the queue (e.g. with new acquisition scores); the current item stays on screen."
@@ -184,7 +192,7 @@ def add_note(self: Labeller, text: str) -> None:
     self.message = f"note saved on {html.escape(self.current.id)}"
     self.refresh()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c019
+# %% ../../nbs/90_cal/02_widget.ipynb #c020
 @patch
 def guide_start(self: Labeller) -> None:
     "Start (or restart) the guidance wizard for the current item."
@@ -204,7 +212,7 @@ def guide_step(self: Labeller):
     "Where the wizard stands: a `GuidanceStep`, or None without a guidance tree."
     return None if self.schema.guidance is None else self.schema.guide(self.guide_answers)
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c021
+# %% ../../nbs/90_cal/02_widget.ipynb #c022
 SHORTCUTS = {"u": "undo", "s": "skip", "n": "next", "p": "previous", "g": "guide_start"}
 
 @patch
@@ -221,7 +229,7 @@ def press(self: Labeller, key: str) -> bool:
     self.refresh()
     return False
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c023
+# %% ../../nbs/90_cal/02_widget.ipynb #c024
 @patch
 def _counted(self: Labeller, fn: Callable) -> Callable:
     "Wrap an event handler so that each user event counts as one action and re-entrant events are ignored."
@@ -238,7 +246,7 @@ def _button(description: str, tooltip: str = "", *classes) -> W.Button:
     for c in classes: b.add_class(c)
     return b
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c024
+# %% ../../nbs/90_cal/02_widget.ipynb #c025
 @patch
 def _build_labels(self: Labeller) -> W.Widget:
     "The item in context, the label buttons, the reasons for disabled ones, and the shortcut box."
@@ -258,7 +266,7 @@ def _build_labels(self: Labeller) -> W.Widget:
                    W.HBox(list(self.label_buttons.values()), layout=W.Layout(flex_flow="row wrap")),
                    self.reasons_html, self.keys, self.status_html])
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c025
+# %% ../../nbs/90_cal/02_widget.ipynb #c026
 @patch
 def _on_key(self: Labeller, change) -> None:
     "The shortcut box's value changed: act on its last character, then clear it."
@@ -280,7 +288,7 @@ def _build_nav(self: Labeller) -> W.Widget:
     save.on_click(self._counted(lambda _: self.add_note(self.note_text.value) or setattr(self.note_text, "value", "")))
     return W.VBox([W.HBox(buttons), W.HBox([self.note_text, save])])
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c026
+# %% ../../nbs/90_cal/02_widget.ipynb #c027
 @patch
 def _build_guide(self: Labeller) -> W.Widget:
     "The guidance wizard: the question, one button per answer, and the label it leads to."
@@ -300,14 +308,14 @@ def _answer_button(self: Labeller, answer: str) -> W.Button:
         self._answer_buttons[answer] = b
     return self._answer_buttons[answer]
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c027
+# %% ../../nbs/90_cal/02_widget.ipynb #c028
 @patch
 def _build_docs(self: Labeller) -> W.Widget:
     "The documentation panel: a search box over every label's definition and examples."
     self.docs_search = W.Text(placeholder="search the label documentation", continuous_update=True)
     self.docs_html = W.HTML(self.schema.docs_html())
-    self.docs_search.observe(lambda ch: setattr(self.docs_html, "value",
-                                                self.schema.docs_html(self.schema.search_docs(ch["new"]))), names="value")
+    def search(change): self.docs_html.value = self.schema.docs_html(self.schema.search_docs(change["new"]))
+    self.docs_search.observe(search, names="value")
     return W.VBox([self.docs_search, self.docs_html])
 
 @patch
@@ -319,7 +327,7 @@ def _build_history(self: Labeller) -> W.Widget:
     self.history_list.observe(self._on_history_click, names="value")
     return W.VBox([self.history_filter, self.history_list])
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c028
+# %% ../../nbs/90_cal/02_widget.ipynb #c029
 @patch
 def _on_history_click(self: Labeller, change) -> None:
     "One click on a history entry shows that item."
@@ -335,7 +343,7 @@ def _build(self: Labeller) -> None:
     self.widget = W.HBox([left, tabs])
     self.widget.add_class("cal-labeller")
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c030
+# %% ../../nbs/90_cal/02_widget.ipynb #c031
 @patch
 def _context_html(self: Labeller) -> str:
     "The previous turns of the conversation (up to three) with their labels, then the current turn."
@@ -346,7 +354,7 @@ def _context_html(self: Labeller) -> str:
     rows = [line(x, "color:#777") for x in before] + [line(it, "font-weight:bold;font-size:1.1em")]
     return f"<div class='cal-item'>item <code>{html.escape(it.id)}</code>" + "".join(rows) + "</div>"
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c031
+# %% ../../nbs/90_cal/02_widget.ipynb #c032
 @patch
 def _refresh_guide(self: Labeller) -> None:
     step = self.guide_step
@@ -364,7 +372,7 @@ def _refresh_guide(self: Labeller) -> None:
     self.guide_answers_box.children = []
     self.guide_apply.disabled, self.guide_apply.description = reason is not None, f"apply {step.label}"
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c032
+# %% ../../nbs/90_cal/02_widget.ipynb #c033
 @patch
 def _refresh_history(self: Labeller) -> None:
     wanted = self.history_filter.value if self.history_filter.value in self.schema.names else None
@@ -374,7 +382,7 @@ def _refresh_history(self: Labeller) -> None:
     try: self.history_list.options, self.history_list.value = entries, None
     finally: self._busy = old
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c033
+# %% ../../nbs/90_cal/02_widget.ipynb #c034
 @patch
 def refresh(self: Labeller) -> None:
     "Render the state into the widgets."
@@ -390,17 +398,18 @@ def refresh(self: Labeller) -> None:
         b.disabled, b.tooltip = why is not None, why or self.schema[name].definition
         b.button_style = "info" if name == current else ""
         if why: reasons.append(f"<li><code>{html.escape(name)}</code>: {html.escape(why)}</li>")
-    self.reasons_html.value = f"<details><summary>why some labels are disabled</summary><ul>{''.join(reasons)}</ul></details>" if reasons else ""
+    summary = "<summary>why some labels are disabled</summary>"
+    self.reasons_html.value = f"<details>{summary}<ul>{''.join(reasons)}</ul></details>" if reasons else ""
     self.status_html.value = self.message
     self._refresh_guide()
     self._refresh_history()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c034
+# %% ../../nbs/90_cal/02_widget.ipynb #c035
 @patch
 def _repr_mimebundle_(self: Labeller, **kwargs):
     return self.widget._repr_mimebundle_(**kwargs)
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c052
+# %% ../../nbs/90_cal/02_widget.ipynb #c053
 class SpreadsheetLabeller:
     "The baseline: one free label column over the items, no rules, no guidance; counts its events."
     def __init__(self,
@@ -417,7 +426,7 @@ class SpreadsheetLabeller:
         self.widget = W.VBox([self.table, self.cell])
         self.refresh()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c053
+# %% ../../nbs/90_cal/02_widget.ipynb #c054
 @patch
 def select(self: SpreadsheetLabeller, item_id: str) -> None:
     "Click the label cell of `item_id` (one action)."
@@ -432,10 +441,11 @@ def move(self: SpreadsheetLabeller, delta: int = 1) -> None:
     self.row, self.actions = min(max(self.row + delta, 0), len(self.items) - 1), self.actions + 1
     self.refresh()
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c054
+# %% ../../nbs/90_cal/02_widget.ipynb #c055
 @patch
 def _enter(self: SpreadsheetLabeller, text: str) -> None:
-    if not isinstance(text, str) or not text.strip(): raise ValueError(f"a cell value must be non-empty text, got {text!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"a cell value must be non-empty text, got {text!r}")
     self.cell.value = text
     self.store.set_label(self.items[self.row].id, text.strip(), self.annotator)
     self.refresh()
@@ -452,7 +462,7 @@ def pick(self: SpreadsheetLabeller, label: str) -> None:
     self.actions += 2
     self._enter(label)
 
-# %% ../../nbs/90_cal/02_widget.ipynb #c055
+# %% ../../nbs/90_cal/02_widget.ipynb #c056
 @patch
 def refresh(self: SpreadsheetLabeller) -> None:
     "Render five rows around the cursor."
@@ -463,7 +473,8 @@ def refresh(self: SpreadsheetLabeller) -> None:
         style = " style='background:#eef'" if i == self.row else ""
         rows.append(f"<tr{style}><td>{html.escape(it.id)}</td><td>{html.escape(str(it.fields.get('speaker', '')))}</td>"
                     f"<td>{html.escape(it.text)}</td><td>{html.escape(labels.get(it.id, ''))}</td></tr>")
-    self.table.value = "<table><tr><th>id</th><th>speaker</th><th>text</th><th>label</th></tr>" + "".join(rows) + "</table>"
+    head = "<tr><th>id</th><th>speaker</th><th>text</th><th>label</th></tr>"
+    self.table.value = "<table>" + head + "".join(rows) + "</table>"
 
 @patch
 def _repr_mimebundle_(self: SpreadsheetLabeller, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
