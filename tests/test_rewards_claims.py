@@ -117,3 +117,64 @@ def test_few_seeds_get_a_t_interval_over_per_seed_estimates():
     assert resampled.interval.startswith("crossed bootstrap") and resampled.verdict == "held"
     with pytest.raises(ValueError, match="2 seeds"):
         _claim("one_property_win_rate_at_matched_kl", gap, "above", 1, PROMPTS, 100)
+
+
+def two_curves(seeds=1, raw=((4.0, 0.6), (8.0, 0.5)), lsc=((2.0, 0.7), (10.0, 0.55)), noise=0.0, bump=None):
+    "Raw and LSC arms at the given (KL, win rate) points, one gamma per point, with optional per-cell noise."
+    rng = np.random.default_rng(1)
+    runs = []
+    for s in range(seeds):
+        for how, points in (("raw", raw), ("lsc", lsc)):
+            for j, (kl, win) in enumerate(points):
+                runs.append(arm(how, 0.1 * (j + 1), s, kl=kl, win=win + noise * rng.standard_normal(PROMPTS)))
+    coefs = {how: tuple(0.1 * (j + 1) for j in range(len(points))) for how, points in (("raw", raw), ("lsc", lsc))}
+    return runs, coefs
+
+
+def test_grid_gap_interpolates_both_curves_by_hand():
+    from alignnb.rewards.experiments import _covered_grid, _grid_gap
+    runs, coefs = two_curves()
+    grid = _covered_grid(runs, coefs, (4.0, 6.0, 8.0, 10.0))
+    np.testing.assert_allclose(grid, [4.0, 6.0, 8.0])  # raw's farthest arm is at KL 8
+    gap = _grid_gap(runs, "win rate", coefs, np.full(PROMPTS, 0.5), grid, _crossed_weights(1, PROMPTS, 20))
+    # raw: 0.6, 0.55, 0.5; LSC on the line from (2, 0.7) to (10, 0.55): 0.6625, 0.625, 0.5875
+    np.testing.assert_allclose(gap, np.tile([0.0625, 0.075, 0.0875], (21, 1)), atol=1e-12)
+    # below its first arm a curve runs straight from the reference policy at KL 0
+    low = _grid_gap(runs, "win rate", coefs, np.full(PROMPTS, 0.5), np.array([1.0]), _crossed_weights(1, PROMPTS, 3))
+    np.testing.assert_allclose(low, (0.5 + 0.2 / 2) - (0.5 + 0.1 / 4), atol=1e-12)  # LSC 0.6, raw 0.525
+    assert _covered_grid(runs, coefs, (9.0,)).tolist() == [8.0]  # nothing covered: the farthest common KL
+
+
+@pytest.mark.parametrize("lsc, verdict", [
+    (((2.0, 0.7), (10.0, 0.6)), "held"),  # above raw at 4, 6 and 8
+    (((2.0, 0.7), (10.0, 0.3)), "not held"),  # above at 4, far below at 8 (0.3625 against 0.5)
+    (((4.0, 0.6), (8.0, 0.5)), "not resolved"),  # the same curve as raw
+])
+def test_every_kl_claim_follows_the_worst_kl(lsc, verdict):
+    from alignnb.rewards.experiments import _covered_grid, _every_kl_claim, _grid_gap
+    runs, coefs = two_curves(seeds=8, lsc=lsc, noise=0.1)
+    grid = _covered_grid(runs, coefs, (4.0, 6.0, 8.0))
+    def gap(w): return _grid_gap(runs, "win rate", coefs, np.full(PROMPTS, 0.5), grid, w)
+    claim = _every_kl_claim("one_property_win_rate_at_matched_kl", gap, 8, PROMPTS, 2000)
+    assert claim.verdict == verdict, claim
+    assert claim.estimate == pytest.approx(gap(_crossed_weights(8, PROMPTS, 1))[0].min())
+    assert "Bonferroni" in claim.interval and claim.level == 0.95
+
+
+def test_bonferroni_intervals_are_wider_than_single_95_percent_ones():
+    from alignnb.rewards.experiments import _covered_grid, _grid_gap, _interval
+    runs, coefs = two_curves(seeds=8, noise=0.1)
+    grid = _covered_grid(runs, coefs, (4.0, 6.0, 8.0))
+    def gap(w): return _grid_gap(runs, "win rate", coefs, np.full(PROMPTS, 0.5), grid, w)
+    _, low95, high95, _ = _interval(gap, 8, PROMPTS, 4000)
+    _, low, high, _ = _interval(gap, 8, PROMPTS, 4000, 1 - 0.05 / 3)
+    assert (high - low > high95 - low95).all() and low.shape == (3,)
+
+
+def test_two_seed_grid_intervals_use_t_with_bonferroni_level():
+    from alignnb.rewards.experiments import _covered_grid, _every_kl_claim, _grid_gap
+    runs, coefs = two_curves(seeds=2, lsc=((2.0, 0.9), (10.0, 0.8)), noise=0.05)
+    grid = _covered_grid(runs, coefs, (4.0, 6.0, 8.0))
+    def gap(w): return _grid_gap(runs, "win rate", coefs, np.full(PROMPTS, 0.5), grid, w)
+    claim = _every_kl_claim("one_property_win_rate_at_matched_kl", gap, 2, PROMPTS, 500)
+    assert claim.interval.startswith("Student's t") and claim.verdict == "not resolved"  # t(1) at 98.3% is ~38
