@@ -21,11 +21,12 @@ __all__ = ['ATTENTION_METHODS', 'raw_attention', 'attention_rollout', 'value_zer
 # %% ../../nbs/50_explain/01_attention.ipynb #9204188d
 def _run(model, input_ids, attention_mask, **kw):
     "One pass of a model with `run` (attention maps and hidden states)."
-    if not hasattr(model, "run"): raise TypeError(f"model needs a `run` method returning attentions, got {type(model).__name__}")
+    if not hasattr(model, "run"):
+        raise TypeError(f"model needs a `run` method returning attentions, got {type(model).__name__}")
     with torch.no_grad(): return model.run(input_ids, attention_mask, **kw)
 
 def raw_attention(model, input_ids, target, attention_mask=None, layer: int = -1) -> torch.Tensor:  # -> (B, T)
-    "The head-averaged attention from [CLS] to each token in `layer` (1); `target` is unused (attention is not class-specific)."
+    "The head-averaged attention from [CLS] to each token in `layer` (1); `target` is unused (not class-specific)."
     input_ids, target, mask = _check_inputs(model, input_ids, target, attention_mask)
     return _run(model, input_ids, mask).attentions[layer].mean(1)[:, 0] * mask  # (1)
 

@@ -169,7 +169,8 @@ class ReviewClassifier(nn.Module):
 
 # %% ../../nbs/50_explain/00_attribution.ipynb #caa017d0
 @patch
-def run(self: ReviewClassifier, input_ids=None, attention_mask=None, inputs_embeds=None, value_keep=None) -> ClassifierOutput:
+def run(self: ReviewClassifier, input_ids=None, attention_mask=None, inputs_embeds=None,
+        value_keep=None) -> ClassifierOutput:
     "Logits, attention maps and hidden states; `value_keep` maps a layer index to a (B, T) value multiplier."
     x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
     B, T, _ = x.shape
@@ -185,7 +186,8 @@ def run(self: ReviewClassifier, input_ids=None, attention_mask=None, inputs_embe
 
 # %% ../../nbs/50_explain/00_attribution.ipynb #31e8aa95
 @patch
-def forward(self: ReviewClassifier, input_ids=None, attention_mask=None, inputs_embeds=None, value_keep=None) -> torch.Tensor:
+def forward(self: ReviewClassifier, input_ids=None, attention_mask=None, inputs_embeds=None,
+            value_keep=None) -> torch.Tensor:
     "The logits (B, C)."
     return self.run(input_ids, attention_mask, inputs_embeds, value_keep).logits
 
@@ -235,7 +237,8 @@ def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # (B, C
 # %% ../../nbs/50_explain/00_attribution.ipynb #3120a6ee
 def _check_inputs(model, input_ids, target, attention_mask) -> tuple:
     "Validate the common arguments; returns (input_ids, target (B,), attention_mask)."
-    if not hasattr(model, "embed"): raise TypeError(f"model needs an `embed(input_ids)` method, got {type(model).__name__}")
+    if not hasattr(model, "embed"):
+        raise TypeError(f"model needs an `embed(input_ids)` method, got {type(model).__name__}")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.long:
         raise ValueError(f"input_ids must be a (B, T) long tensor, got {getattr(input_ids, 'shape', type(input_ids))}")
     B = input_ids.shape[0]
@@ -325,7 +328,8 @@ def integrated_gradients(
         total += (w[:, None, None, None] * grads).sum(0)  # quadrature of the integral in (3)
     scores = ((embeds - base) * total).sum(-1) * mask  # (3)
     if not return_delta: return scores
-    with torch.no_grad(): gap = score_of_embeds(model, embeds, mask, target) - score_of_embeds(model, base, mask, target)
+    with torch.no_grad():
+        gap = score_of_embeds(model, embeds, mask, target) - score_of_embeds(model, base, mask, target)
     return scores, scores.sum(-1) - gap  # (4)
 
 # %% ../../nbs/50_explain/00_attribution.ipynb #8063854f
@@ -381,7 +385,8 @@ def occlusion(model, input_ids, target, attention_mask) -> torch.Tensor:
     "Occlusion / leave-one-out: the drop of f when one token is replaced by the [PAD] embedding."
     who = players(input_ids, attention_mask)[0]  # (T,)
     keep = ~torch.eye(input_ids.shape[1], dtype=torch.bool)[who]  # (M, T): drop one player each
-    full = coalition_scores(model, input_ids, target, attention_mask, torch.ones(1, input_ids.shape[1], dtype=torch.bool))
+    everything = torch.ones(1, input_ids.shape[1], dtype=torch.bool)
+    full = coalition_scores(model, input_ids, target, attention_mask, everything)
     scores = torch.zeros(input_ids.shape[1], dtype=full.dtype)
     scores[who] = full - coalition_scores(model, input_ids, target, attention_mask, keep)  # (6)
     return scores
@@ -440,7 +445,8 @@ def kernel_shap(model, input_ids, target, attention_mask, n_samples: int | None 
     M, T = int(who.sum()), len(who)
     scores = torch.zeros(T, dtype=torch.float64)
     if M < 2: return _exact_small(model, input_ids, target, attention_mask, who)
-    ends = coalition_scores(model, input_ids, target, attention_mask, torch.stack([~who, torch.ones(T, dtype=torch.bool)]))
+    ends = coalition_scores(model, input_ids, target, attention_mask,
+                            torch.stack([~who, torch.ones(T, dtype=torch.bool)]))  # v(empty), v(M)
     if n_samples is None or n_samples >= 2**M - 2:  # enumerate every coalition with its kernel weight
         Z = np.array(list(itertools.product([0, 1], repeat=M)))[1:-1]
         w = shapley_kernel(M, Z.sum(1))
@@ -469,14 +475,16 @@ def _exact_small(model, input_ids, target, attention_mask, who) -> torch.Tensor:
         for S in subsets:
             if S[j]: continue
             with_t = S[:j] + (1,) + S[j + 1:]
-            phi[t] += math.factorial(sum(S)) * math.factorial(M - sum(S) - 1) / math.factorial(M) * (v[with_t] - v[S])  # (8)
+            weight = math.factorial(sum(S)) * math.factorial(M - sum(S) - 1) / math.factorial(M)
+            phi[t] += weight * (v[with_t] - v[S])  # (8)
     return phi
 
 @_per_sentence
 def exact_shapley(model, input_ids, target, attention_mask, max_players: int = 12) -> torch.Tensor:
     "Exact Shapley values (8) of the tokens by enumerating all 2^M coalitions (M <= `max_players`)."
     who = players(input_ids, attention_mask)[0]
-    if int(who.sum()) > max_players: raise ValueError(f"exact Shapley needs <= {max_players} players, got {int(who.sum())}")
+    if int(who.sum()) > max_players:
+        raise ValueError(f"exact Shapley needs <= {max_players} players, got {int(who.sum())}")
     return _exact_small(model, input_ids, target, attention_mask, who)
 
 # %% ../../nbs/50_explain/00_attribution.ipynb #b5ff8af5

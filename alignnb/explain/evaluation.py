@@ -34,7 +34,7 @@ def delete_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, remove:
     return ids, (ids != PAD_ID).long()
 
 # %% ../../nbs/50_explain/05_evaluation.ipynb #1aa32a0c
-def top_k_mask(scores: torch.Tensor, who: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # (B, T), (B, T), (B,) -> (B, T)
+def top_k_mask(scores: torch.Tensor, who: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # (B,T), (B,T), (B,) -> (B,T)
     "True on each row's `k` highest-scoring players (ties by position)."
     masked = torch.where(who, scores.double(), -torch.inf)
     order = torch.sort(masked, dim=1, descending=True, stable=True).indices  # (B, T)
@@ -61,7 +61,8 @@ def comprehensiveness_sufficiency(
     for q in fractions:
         top = top_k_mask(scores, who, bin_sizes(who, q))
         comp.append(full - class_probability(model, *delete_tokens(input_ids, attention_mask, top), target))  # (1)
-        suff.append(full - class_probability(model, *delete_tokens(input_ids, attention_mask, who & ~top), target))  # (2)
+        only_top = delete_tokens(input_ids, attention_mask, who & ~top)
+        suff.append(full - class_probability(model, *only_top, target))  # (2)
     return torch.stack(comp, 1), torch.stack(suff, 1)
 
 # %% ../../nbs/50_explain/05_evaluation.ipynb #33de9fb2
@@ -75,7 +76,8 @@ def deletion_insertion_curves(model, input_ids, target, attention_mask, scores) 
         top = top_k_mask(scores, who, torch.full_like(sizes, k))
         alive = sizes >= k
         deletion[alive, k] = class_probability(model, *delete_tokens(input_ids, attention_mask, top), target)[alive]
-        insertion[alive, k] = class_probability(model, *delete_tokens(input_ids, attention_mask, who & ~top), target)[alive]
+        only_top = delete_tokens(input_ids, attention_mask, who & ~top)
+        insertion[alive, k] = class_probability(model, *only_top, target)[alive]
     return deletion, insertion, sizes
 
 def curve_area(curve: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:  # (B, K+1), (B,) -> (B,)

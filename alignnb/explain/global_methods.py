@@ -32,7 +32,8 @@ def probe_accuracy(
     from sklearn.preprocessing import StandardScaler
     features, labels, train = np.asarray(features), np.asarray(labels), np.asarray(train, dtype=bool)
     if features.ndim != 2 or len(features) != len(labels) or len(train) != len(labels):
-        raise ValueError(f"features (N, D), labels (N,), train (N,) must agree, got {features.shape}, {labels.shape}, {train.shape}")
+        raise ValueError(f"features (N, D), labels (N,), train (N,) must agree, "
+                         f"got {features.shape}, {labels.shape}, {train.shape}")
     y = labels[train].copy()
     if shuffle_seed is not None: np.random.default_rng(shuffle_seed).shuffle(y)
     scale = StandardScaler().fit(features[train])
@@ -120,7 +121,8 @@ def demonstration_attribution(model, tokenizer, demonstrations: list[str], query
         with torch.no_grad(): lp = model(ids).logits[0, prompt.shape[1] - 1:-1].log_softmax(-1)
         return lp.gather(-1, target[0][:, None]).sum().item()
     full = logp(list(demonstrations))
-    return np.array([full - logp(demonstrations[:j] + demonstrations[j + 1:]) for j in range(len(demonstrations))])  # (2)
+    dropped = [demonstrations[:j] + demonstrations[j + 1:] for j in range(len(demonstrations))]
+    return np.array([full - logp(d) for d in dropped])  # (2)
 
 # %% ../../nbs/50_explain/02_global.ipynb #f9c6f330
 @dataclass
