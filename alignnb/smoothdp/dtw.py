@@ -275,8 +275,8 @@ class SoftDTWLoss(nn.Module):
         self.gamma = _check_omega_gamma(omega, gamma)
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        self.omega, self.normalize, self.bandwidth = omega, normalize, bandwidth
-        self.cost, self.reduction, self.band = cost, reduction, band
+        self.omega, self.normalize, self.bandwidth, self.band = omega, normalize, bandwidth, band
+        self.cost, self.reduction = cost, reduction
 
     def forward(self,
                 x: Tensor,  # (B, m, d) predicted series
@@ -284,8 +284,8 @@ class SoftDTWLoss(nn.Module):
                 lengths_x: Tensor | None = None,  # (B,) true lengths of x
                 lengths_y: Tensor | None = None,  # (B,) true lengths of y
                ) -> Tensor:  # the loss, reduced as asked
-        loss = soft_dtw(x, y, self.gamma, self.omega, self.normalize, self.bandwidth, self.cost, lengths_x,
-                        lengths_y, self.band)
+        loss = soft_dtw(x, y, self.gamma, self.omega, self.normalize, self.bandwidth, self.cost, lengths_x, lengths_y,
+                        self.band)
         return loss.mean() if self.reduction == "mean" else loss.sum() if self.reduction == "sum" else loss
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #f33871e8
