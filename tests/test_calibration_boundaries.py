@@ -315,8 +315,6 @@ def test_using_it_recipe_runs_on_torch_tensors():
     assert isinstance(ns["p_before"], torch.Tensor)
 
 
-@pytest.mark.xfail(strict=True, reason="the recipe lives in 09_experiments.ipynb (not this change's file) and has no "
-                   "import line; the lead adds `from alignnb.calibration import ...` and removes this marker")
 def test_using_it_recipe_runs_with_only_its_own_imports():
     import matplotlib
     matplotlib.use("Agg")
