@@ -217,3 +217,10 @@ def test_property_barycenter_finite_or_named_error(data):
     d = data.draw
     N, m, dim = d(st.integers(0, 3)), d(st.integers(0, 4)), d(st.integers(0, 2))
     check(lambda: soft_dtw_barycenter(tensors(d, (N, m, dim)), d(GAMMAS), max_iter=3), (m, dim))
+
+
+def test_gradient_helpers_check_before_requires_grad():
+    from alignnb.smoothdp import viterbi_decode
+    with pytest.raises(TypeError, match="theta must be a floating tensor"): viterbi_marginals(torch.zeros(1, 2, 3, 3).long())
+    with pytest.raises(TypeError, match="theta must be a floating tensor"): dtw_alignment(torch.zeros(1, 2, 3).long())
+    with pytest.raises(TypeError, match="theta must be a torch.Tensor"): viterbi_decode([[1.0]])

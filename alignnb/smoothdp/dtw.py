@@ -177,6 +177,7 @@ def dtw_alignment(
     band: str = "diagonal",  # 'diagonal' or 'tslearn', as in `dtw`
 ) -> Tensor:  # (B, m, n) expected alignment E = ∇DTW_Omega(θ)
     "The expected alignment matrix, the gradient (6) of `dtw`."
+    _check_scores(theta, "theta")  # before requires_grad_, which fails on integer tensors
     with torch.enable_grad():
         th = theta if theta.requires_grad else theta.detach().requires_grad_()
         value = dtw(th, omega, gamma, bandwidth, lengths_x, lengths_y, band)

@@ -86,6 +86,7 @@ def viterbi_marginals(
     create_graph: bool = False,  # keep the graph, to differentiate the marginals (second order)
 ) -> Tensor:  # (B, T, S, S) expected transitions E = ∇Vit_Omega(θ); zero beyond each length
     "Expected transitions E, the gradient (6) of `viterbi`."
+    _check_scores(theta, "theta")  # before requires_grad_, which fails on integer tensors
     with torch.enable_grad():
         th = theta if theta.requires_grad else theta.detach().requires_grad_()
         marginals, = torch.autograd.grad(viterbi(th, omega, gamma, lengths).sum(), th, create_graph=create_graph)
@@ -97,6 +98,7 @@ def viterbi_decode(
     lengths: Tensor | None = None,  # (B,) true lengths; None: all T
 ) -> tuple[Tensor, Tensor]:  # best scores (B,), best states (B, T) with -1 beyond each length
     "Hard Viterbi: the best score and state sequence, from the gradient of the hard DP value."
+    _check_scores(theta, "theta")
     marginals = viterbi_marginals(theta.detach(), "hard", 1.0, lengths)  # one-hot path indicator
     tokens = marginals.sum(-1)  # (B, T, S)
     tags = torch.where(tokens.sum(-1) > 0, tokens.argmax(-1), -1)
