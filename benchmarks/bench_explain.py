@@ -58,6 +58,7 @@ def main():
     diff = (ours - theirs.sum(-1) * mask).abs().max().item()
     record = dict(quick=args.quick, sentences=n_sent, n_steps=steps, rule="gausslegendre", ours_s=ours_s,
                   captum_s=theirs_s, ratio_ours_over_captum=ours_s / theirs_s, max_abs_difference=diff,
+                  max_abs_score=ours.abs().max().item(),
                   torch=torch.__version__, machine=platform.machine(), cpus=os.cpu_count(),
                   load_average=os.getloadavg()[0])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
