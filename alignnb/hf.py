@@ -173,6 +173,8 @@ def continuation_perplexity(
     "Perplexity of `next_ids[1:]` given the cached prefix and `next_ids[:-1]`."
     ids = torch.as_tensor(next_ids).reshape(-1)
     if ids.numel() < 2: raise ValueError(f"next_ids must hold at least 2 tokens, got {ids.numel()}")
+    if not isinstance(cache, KVCache): raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+    _check_ids_fit(model, ids[:-1], "next_ids", offset=cache.n_tokens)  # else torch's IndexError from the embedding
     with torch.no_grad():
         logits = model(ids[None, :-1], cache=kv_cache_into(model, cache)).logits[0].float()  # (n-1, vocab)
     nll = torch.nn.functional.cross_entropy(logits, ids[1:].to(logits.device))
@@ -187,6 +189,8 @@ def continuation_logprobs(
     "Next-token log-probabilities at each of `next_ids[:-1]`, continuing from `cache`."
     ids = torch.as_tensor(next_ids).reshape(-1)
     if ids.numel() < 2: raise ValueError(f"next_ids must hold at least 2 tokens, got {ids.numel()}")
+    if not isinstance(cache, KVCache): raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+    _check_ids_fit(model, ids[:-1], "next_ids", offset=cache.n_tokens)  # else torch's IndexError from the embedding
     with torch.no_grad():
         logits = model(ids[None, :-1], cache=kv_cache_into(model, cache)).logits[0].float()  # (n-1, vocab)
         return torch.log_softmax(logits, -1)

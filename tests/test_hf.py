@@ -53,3 +53,16 @@ def test_token_ids_past_the_context_or_vocabulary_are_refused_by_name():
         kv_cache_of(model, torch.arange(65) % 100)
     with pytest.raises(ValueError, match="input_ids"):
         kv_cache_of(model, torch.tensor([5, 101]))
+
+
+def test_a_continuation_past_the_context_is_refused_by_name():
+    "A 60-token cache plus 8 more ids on a 64-position model: named, not torch's IndexError from the embedding."
+    from alignnb.hf import continuation_logprobs, continuation_perplexity
+    model = tiny_model("gpt2")
+    cache = kv_cache_of(model, torch.arange(60) % 100)
+    for fn in (continuation_perplexity, continuation_logprobs):
+        with pytest.raises(ValueError, match="next_ids.*exceed the model's context"):
+            fn(model, cache, torch.arange(8))
+        with pytest.raises(TypeError, match="cache must be a KVCache"):
+            fn(model, "not a cache", torch.arange(8))
+        assert torch.isfinite(torch.as_tensor(fn(model, cache, torch.arange(4)))).all()  # 60 + 3 positions fit
