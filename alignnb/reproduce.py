@@ -34,10 +34,13 @@ def _extra_module_names(extra: Sequence[str] = ()) -> list[str]:
 def discover(
     extra_modules: Sequence[str] = (),  # dotted module names to add, e.g. `["my_pkg.my_method"]`
     package: str | None = "alignnb",  # the package whose method subpackages are asked; `None` asks none
+    only: Sequence[str] | None = None,  # method names to import; `None` imports them all
 ) -> dict[str, Callable]:  # method name -> its `reproduce` function, sorted by name
     "Ask every method package of `package`, and every module of `extra_modules`, for its `reproduce`."
     found = {}
     for dotted in (method_packages(package) if package is not None else []) + _extra_module_names(extra_modules):
+        # import only what was asked for, so that one broken method cannot block another
+        if only is not None and dotted.rsplit(".", 1)[-1] not in only: continue
         fn = getattr(importlib.import_module(dotted), "reproduce", None)
         if not callable(fn):
             raise ValueError(f"{dotted!r} is registered as a method but defines no callable `reproduce` "
@@ -196,14 +199,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of `alignnb-reproduce`; returns the exit code."
     args = _parser().parse_args(argv)
-    try: methods = discover(args.module)
+    names = [d.rsplit(".", 1)[-1] for d in method_packages() + _extra_module_names(args.module)]
+    unknown = [m for m in args.methods if m not in names]
+    if unknown:
+        known = ", ".join(sorted(names)) or "none yet"
+        print(f"alignnb-reproduce: unknown method(s) {', '.join(unknown)}; known: {known}", file=sys.stderr)
+        return 2
+    try: methods = discover(args.module, only=args.methods or None)
     except (ImportError, ValueError) as e:  # a --module that cannot be imported or has no `reproduce`
         print(f"alignnb-reproduce: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    unknown = [m for m in args.methods if m not in methods]
-    if unknown:
-        known = ", ".join(methods) or "none yet"
-        print(f"alignnb-reproduce: unknown method(s) {', '.join(unknown)}; known: {known}", file=sys.stderr)
         return 2
     if args.list or not methods:
         print("\n".join(methods) if methods else "No methods are registered: alignnb has no method package.")

@@ -109,3 +109,16 @@ def test_a_module_that_cannot_be_imported_is_one_line_and_exit_2(tmp_path):
     p = run_cli("--module", "nosuch.mod", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["alignnb-reproduce: ModuleNotFoundError: No module named 'nosuch'"]
+
+
+def test_a_named_method_runs_when_another_method_module_is_broken(dummy_module, tmp_path):
+    """Naming a method imports only that one: a module without `reproduce` (or failing to import) blocks nothing."""
+    (dummy_module / "no_reproduce_method.py").write_text("VALUE = 1\n")
+    (dummy_module / "unimportable_method.py").write_text("raise ImportError('half-built')\n")
+    mods = "--module", "no_reproduce_method", "--module", "unimportable_method", "--module", "dummy_method"
+    p = run_cli(*mods, "dummy_method", "--out", "res", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 0, p.stderr
+    assert "dummy_method" in p.stdout and "held" in p.stdout
+    # run them all, and the broken one is named in one line
+    p = run_cli(*mods, "--list", cwd=tmp_path, extra_path=dummy_module)
+    assert p.returncode == 2 and "no_reproduce_method" in p.stderr and "Traceback" not in p.stderr
