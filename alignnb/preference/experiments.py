@@ -18,6 +18,7 @@ from fastcore.basics import patch
 from torch import Tensor
 
 from ..core import Claim, Result, plot_style, progress, save_figure, seed_everything, timed, torch_threads
+from ..core import crossed_resamples as _core_crossed_resamples  # the crossed design, shared by the papers
 from .games import (TabularRun, geometric_mixture, ipo_md_fixed_point, laboratory_game,
                                       offline_ipo_optimum, tabular_loss, train_tabular)
 from .online import (LM_METHODS, MajorityJudge, ResidualHeadPolicy, online_preference_optimisation,
@@ -293,14 +294,10 @@ def crossed_resamples(
     n_resamples: int = 2000,  # bootstrap resamples
     seed: int = 0,  # seeds the resampling
 ) -> np.ndarray:  # (n_resamples, ...) the mean over prompts and seeds of each resample
-    "Bootstrap means of a crossed prompts x seeds design: prompts and seeds resampled independently."
-    values = np.asarray(values, dtype=float)
-    if values.ndim < 2 or values.shape[0] < 2:
-        raise ValueError(f"values must have shape (P, S, ...) with P >= 2, got {values.shape}")
-    rng = np.random.default_rng(seed)
-    P, S = values.shape[:2]
-    return np.stack([values[rng.integers(0, P, P)][:, rng.integers(0, S, S)].mean((0, 1))
-                     for _ in range(n_resamples)])
+    "Bootstrap means of a crossed prompts x seeds design: `alignnb.core.crossed_resamples` with at least 2 prompts."
+    if np.ndim(values) < 2 or np.shape(values)[0] < 2:
+        raise ValueError(f"values must have shape (P, S, ...) with P >= 2, got {np.shape(values)}")
+    return _core_crossed_resamples(values, lambda v: v.mean((0, 1)), n_resamples, seed)
 
 # %% ../../nbs/11_preference/09_experiments.ipynb #683607bc
 _TABLE_2_NOTE = ("ours: a 1.4M-parameter LM with a low-rank residual head, a few dozen online steps per method, the "

@@ -19,6 +19,7 @@ from fastcore.basics import patch
 from torch import Tensor, nn
 
 from ..core import Claim, Result, plot_style, progress, save_figure, seed_everything, timed, torch_threads
+from ..core import crossed_bootstrap as _core_crossed_bootstrap  # the crossed design, shared by the papers
 from ..data import SEGMENT_CLOSE, SEGMENT_OPEN, segment_task, warped_series
 from .attention import structured_attention
 from .dtw import dtw_alignment, pairwise_sqeuclidean, soft_dtw, soft_dtw_barycenter
@@ -495,16 +496,10 @@ def crossed_bootstrap(
     n_resamples: int = 2000,  # bootstrap resamples
     seed: int = 0,  # seed of the resampling
 ) -> tuple[float, float, float]:  # (estimate on all units, low, high)
-    "Percentile bootstrap of a crossed design: the initialisations and the test units are resampled independently."
-    values = np.asarray(values, dtype=float)
-    if values.ndim < 2 or values.shape[1] < 2:
-        raise ValueError(f"values needs shape (K, N >= 2, ...), got {values.shape}")
-    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    K, N = values.shape[:2]
-    stats = [statistic(values[rng.integers(0, K, K)][:, rng.integers(0, N, N)]) for _ in range(n_resamples)]
-    low, high = np.quantile(np.asarray(stats, dtype=float), [0.5 - level / 2, 0.5 + level / 2])
-    return float(statistic(values)), float(low), float(high)
+    "`alignnb.core.crossed_bootstrap` over (initialisations, test units), with at least 2 test units."
+    if np.ndim(values) < 2 or np.shape(values)[1] < 2:
+        raise ValueError(f"values needs shape (K, N >= 2, ...), got {np.shape(values)}")
+    return _core_crossed_bootstrap(values, statistic, level, n_resamples, seed)
 
 # %% ../../nbs/20_smoothdp/09_experiments.ipynb #27e98b26
 def _crossed_claim(name, statement, paper, values, statistic, threshold, direction, unit, note) -> Claim:
