@@ -22,6 +22,8 @@ PAGES = [
     "nbs/11_preference/01_games.ipynb",
     "nbs/11_preference/02_online.ipynb",
     "nbs/11_preference/09_experiments.ipynb",
+    "nbs/40_calibration/09_experiments.ipynb",
+    "nbs/60_captioning/09_experiments.ipynb",
 ]
 
 
