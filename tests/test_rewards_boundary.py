@@ -144,3 +144,18 @@ def test_using_it_recipe_runs_alone_in_a_fresh_interpreter(page):
     script = "import torch\ntorch.set_num_threads(1)\ndel torch\n" + "\n".join(cells)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_preference_pairs_checks_the_utility_it_is_given():
+    """A utility of the wrong shape or with NaN is named (it returned 56 prompts and 3 responses before)."""
+    from alignnb.rewards import load_reward_task, preference_pairs
+    task = load_reward_task()
+    good = lambda xs, ys: torch.tensor([float(len(y)) for y in ys])
+    pairs = preference_pairs(task, good, prompt_index=[0, 1], generator=torch.Generator().manual_seed(0))
+    assert len(pairs.prompts) == len(pairs.chosen) == len(pairs.rejected) > 0
+    with pytest.raises(ValueError, match="utility must return one score per pair"):
+        preference_pairs(task, lambda xs, ys: torch.zeros(3), prompt_index=[0, 1])
+    with pytest.raises(ValueError, match="utility returned NaN"):
+        preference_pairs(task, lambda xs, ys: torch.full((len(ys),), float("nan")), prompt_index=[0, 1])
+    with pytest.raises(ValueError, match="temperature"):
+        preference_pairs(task, good, prompt_index=[0], temperature=float("nan"))

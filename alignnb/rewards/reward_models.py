@@ -189,6 +189,16 @@ def _pair_indices(k: int, all_pairs: bool):
     "Index pairs (j, l) of k samples: all K(K-1)/2 of them, or K/2 disjoint neighbours."
     return itertools.combinations(range(k), 2) if all_pairs else zip(range(0, k - 1, 2), range(1, k, 2))
 
+# %% ../../nbs/10_rewards/01_reward_models.ipynb #b316b28a
+def _utility_scores(utility: Callable, prompts: list, responses: list) -> torch.Tensor:  # (B,)
+    "`utility(prompts, responses)` checked: one finite number per pair, else a ValueError naming `utility`."
+    scores = torch.as_tensor(utility(prompts, responses))  # its own float dtype kept: the label draws depend on it
+    if not scores.is_floating_point(): scores = scores.float()
+    if scores.shape != (len(prompts),):
+        raise ValueError(f"utility must return one score per pair, shape ({len(prompts)},); got {tuple(scores.shape)}")
+    if not torch.isfinite(scores).all(): raise ValueError("utility returned NaN or inf scores")
+    return scores
+
 # %% ../../nbs/10_rewards/01_reward_models.ipynb #715f9924
 def preference_pairs(
     task: RewardTask,  # prompts and reference samples
@@ -200,7 +210,7 @@ def preference_pairs(
     generator: torch.Generator | None = None,  # for the label draws
 ) -> PreferencePairs:
     "Pairs of reference samples labelled by Bradley-Terry draws on a ground-truth utility (1)."
-    if temperature <= 0: raise ValueError(f"temperature must be positive, got {temperature}")
+    if not temperature > 0: raise ValueError(f"temperature must be positive, got {temperature}")
     index = range(len(task.prompts)) if prompt_index is None else prompt_index
     xs, a, b = [], [], []
     for i in index:
@@ -209,7 +219,7 @@ def preference_pairs(
             xs.append(task.prompts[i])
             a.append(responses[j])
             b.append(responses[k])
-    margin = utility(xs, a) - utility(xs, b)
+    margin = _utility_scores(utility, xs, a) - _utility_scores(utility, xs, b)
     p_a_wins = torch.sigmoid(margin / temperature)  # (1)
     a_wins = torch.bernoulli(p_a_wins, generator=generator).bool()
     kept = [n for n, m in enumerate(margin.tolist()) if not (drop_ties and m == 0)]
