@@ -161,3 +161,11 @@ def test_named_errors():
     with pytest.raises(ValueError, match="reduction"):
         token_mutual_information(DropoutSamples(torch.zeros(1, 1, 1, dtype=torch.long), torch.ones(1, 1, 1, 1),
                                                 torch.tensor([1])), "median")
+
+
+def test_an_oracle_must_say_how_it_labels():
+    """`Oracle` is abstract: a subclass without `label` cannot be made (it once raised only when first asked)."""
+    from alignnb.active_ner import Oracle
+    class Silent(Oracle): pass
+    with pytest.raises(TypeError, match="abstract"):
+        Silent()

@@ -7,6 +7,7 @@ Docs: https://alignnb.github.io/alignnb/91_active_ner/loop.html.md"""
 # %% ../../nbs/91_active_ner/02_loop.ipynb #91964c45
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 
@@ -55,9 +56,10 @@ def entity_f1(
     return float(f1_score(to(gold), to(predicted), mode="strict", scheme=IOBES, zero_division=0))
 
 # %% ../../nbs/91_active_ner/02_loop.ipynb #f6391392
-class Oracle:
+class Oracle(abc.ABC):
     "Who labels queried sentences: `label(sentences)` returns one IOB2 tag list per sentence."
-    def label(self, sentences: list) -> list: raise NotImplementedError
+    @abc.abstractmethod
+    def label(self, sentences: list) -> list: "One IOB2 tag list per sentence of `sentences`."
 
 class GoldOracle(Oracle):
     "The simulated annotator: the gold tags the pool's sentences carry."
