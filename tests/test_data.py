@@ -11,7 +11,8 @@ from alignnb.data import (NER_DOMAINS, NER_TYPES, Sentence, conll_text, entity_s
                           python_docs_corpus, read_conll, train_valid_split, write_conll)
 
 tags_strategy = st.lists(st.sampled_from(["O"] + [f"{p}-{t}" for p in "BI" for t in NER_TYPES]), max_size=30)
-token_strategy = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=8)
+token_strategy = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="\ufeff"),
+                         min_size=1, max_size=8)
 
 
 def seqeval_spans(tags):
@@ -42,6 +43,13 @@ def test_iob1_to_iob2_keeps_the_entities_and_is_iob2(tags):
 def test_conll_round_trip_fuzzed(pairs):
     sentences = [Sentence(tokens, iob1_to_iob2(tags)) for tokens, tags in pairs]
     assert read_conll(conll_text(sentences)) == sentences
+
+
+def test_a_token_read_conll_would_strip_or_refuse_is_refused_by_sentence():
+    """A BOM token at a line's start was written, then stripped on reading (found by the fuzz test above)."""
+    for token in ("\ufeff", "a\ufeffb", "a\x00"):
+        with pytest.raises(ValueError, match="BOM or NUL"):
+            Sentence([token], ["O"])
 
 
 def test_round_trip_through_a_file(tmp_path):
