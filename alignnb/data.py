@@ -14,10 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'SEGMENT_OPEN', 'SEGMENT_CLOSE', 'SHAPES', 'COLOURS', 'SIZES', 'TEXTURES',
-           'PLANNED_RELATIONS', 'NER_SAMPLE_SIZES', 'CIFAR_RECORDS', 'clean_prose', 'python_docs_corpus',
-           'train_valid_split', 'Sentence', 'entity_spans', 'ner_corpus', 'entity_texts', 'iob1_to_iob2', 'read_conll',
-           'conll_text', 'write_conll', 'warped_series', 'segment_task', 'SceneObject', 'Scene', 'scene', 'scenes',
+__all__ = ['NER_TYPES', 'NER_DOMAINS', 'NER_SPLITS', 'SEGMENT_OPEN', 'SEGMENT_CLOSE', 'NER_SAMPLE_SIZES', 'CIFAR_RECORDS',
+           'clean_prose', 'python_docs_corpus', 'train_valid_split', 'Sentence', 'entity_spans', 'ner_corpus',
+           'entity_texts', 'iob1_to_iob2', 'read_conll', 'conll_text', 'write_conll', 'warped_series', 'segment_task',
            'data_samples_dir', 'write_ner_samples', 'CifarRecord', 'cifar_records']
 
 # %% ../nbs/01_data.ipynb #31da0d9a
@@ -115,8 +114,9 @@ class Sentence:
         if len(self.tokens) != len(self.tags):
             raise ValueError(f"tokens and tags must have the same length, got {len(self.tokens)} and {len(self.tags)}")
         for i, (token, tag) in enumerate(zip(self.tokens, self.tags)):
-            if not isinstance(token, str) or not token or any(c.isspace() for c in token):
-                raise ValueError(f"token {i} must be a non-empty string without whitespace, got {token!r}")
+            # whitespace splits a CoNLL line; a BOM or NUL is what read_conll refuses (or strips, at a line's start)
+            if not isinstance(token, str) or not token or any(c.isspace() or c in "\ufeff\x00" for c in token):
+                raise ValueError(f"token {i} must be a non-empty string without whitespace, BOM or NUL, got {token!r}")
             _check_tag(tag, f"tag {i}")
 
     def __len__(self) -> int: return len(self.tokens)
@@ -519,231 +519,9 @@ def segment_task(
     tokens[pos == (start + span + 1)[:, None]] = SEGMENT_CLOSE
     return tokens, (tokens.float() / 9 * inside).sum(1) / inside.sum(1), inside
 
-# %% ../nbs/01_data.ipynb #74f76d1e
-import numpy as np
-
-# %% ../nbs/01_data.ipynb #ccc695d1
-SHAPES = ("circle", "square", "triangle", "diamond")
-COLOURS = {"red": (214, 48, 49), "green": (39, 174, 96), "blue": (41, 98, 200), "yellow": (241, 196, 15),
-           "purple": (142, 68, 173), "orange": (230, 126, 34)}
-SIZES = {"small": 0.16, "medium": 0.24, "large": 0.36}  # side of the box as a share of the image side
-TEXTURES = ("plain", "striped", "dotted")
-PLANNED_RELATIONS = ("inside", "on", "touching", "holding")  # placed on purpose; "left of", "above" are read off
-
-# %% ../nbs/01_data.ipynb #e8aeebe1
-@dataclass
-class SceneObject:
-    "One object of a synthetic scene: its attributes, its box and its visible pixels."
-    shape: str  # one of `SHAPES`
-    colour: str  # a key of `COLOURS`
-    size: str  # a key of `SIZES`
-    texture: str  # one of `TEXTURES`
-    box: tuple  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
-    mask: np.ndarray  # (H, W) bool: the pixels of this object left visible by the ones drawn after it
-
-    @property
-    def phrase(self) -> str: return f"{self.size} {self.colour} {self.shape}"
-
-# %% ../nbs/01_data.ipynb #a9344c8b
-@dataclass
-class Scene:
-    "A rendered scene with its objects, their pairwise relations and reference captions."
-    image: np.ndarray  # (H, W, 3) uint8
-    objects: list  # `SceneObject`s in drawing order
-    relations: list  # (subject index, predicate, object index) for every ordered pair that has one
-    captions: list  # 5 reference captions, lower case, no final full stop
-
-# %% ../nbs/01_data.ipynb #df3caf68
-def _shape_mask(shape: str, box: tuple, height: int, width: int) -> np.ndarray:  # (H, W) bool
-    "The filled silhouette of `shape` inscribed in `box`."
-    x0, y0, x1, y1 = box
-    yy, xx = np.mgrid[:height, :width].astype(float) + 0.5
-    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
-    u, v = (xx - cx) / rx, (yy - cy) / ry  # the box is [-1, 1] x [-1, 1]
-    if shape == "circle": return u ** 2 + v ** 2 <= 1
-    if shape == "square": return (np.abs(u) <= 1) & (np.abs(v) <= 1)
-    if shape == "diamond": return np.abs(u) + np.abs(v) <= 1
-    if shape == "triangle": return (v <= 1) & (np.abs(u) <= (v + 1) / 2)  # apex up, base on the box's bottom
-    raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
-
-# %% ../nbs/01_data.ipynb #8733fd84
-def _paint(image: np.ndarray, mask: np.ndarray, colour: str, texture: str) -> None:
-    "Paint `mask` in `colour` with `texture`, in place."
-    rgb = np.array(COLOURS[colour], dtype=float)
-    yy, xx = np.nonzero(mask)
-    shade = np.ones(len(yy))
-    if texture == "striped": shade = np.where(((xx + yy) // 3) % 2 == 0, 1.0, 0.6)
-    if texture == "dotted": shade = np.where((xx % 5 < 2) & (yy % 5 < 2), 0.45, 1.0)
-    image[yy, xx] = np.clip(rgb[None] * shade[:, None], 0, 255).astype(np.uint8)
-
-# %% ../nbs/01_data.ipynb #a060556a
-def _side(size: str, image_size: int) -> int: return max(6, round(SIZES[size] * image_size))
-
-def _overlaps(box: tuple, boxes: list, margin: int = 2) -> bool:
-    "Whether `box` comes within `margin` pixels of any of `boxes`."
-    x0, y0, x1, y1 = box
-    return any(x0 < b[2] + margin and b[0] < x1 + margin and y0 < b[3] + margin and b[1] < y1 + margin for b in boxes)
-
-# %% ../nbs/01_data.ipynb #b40ea05e
-def _place_free(rng: np.random.Generator, side: int, image_size: int, boxes: list, tries: int = 200):
-    "A box of `side` pixels that keeps clear of `boxes`, or None."
-    for _ in range(tries):
-        x0, y0 = (int(v) for v in rng.integers(1, image_size - side, 2))
-        box = (x0, y0, x0 + side, y0 + side)
-        if not _overlaps(box, boxes): return box
-    return None
-
-# %% ../nbs/01_data.ipynb #af760597
-def _place_related(rng, predicate: str, anchor: tuple, side: int, image_size: int):
-    "A box of `side` pixels standing in `predicate` to the box `anchor` (subject first), or None if it falls off."
-    ax0, ay0, ax1, ay1 = anchor
-    acx, acy = (ax0 + ax1) // 2, (ay0 + ay1) // 2
-    if predicate == "inside": x0, y0 = acx - side // 2, acy - side // 2 + side // 6
-    elif predicate == "on": x0, y0 = acx - side // 2 + int(rng.integers(-2, 3)), ay0 - side
-    elif predicate == "touching": x0, y0 = (ax1 if rng.random() < 0.5 else ax0 - side), ay1 - side
-    elif predicate == "holding":  # overlapping the anchor's left or right edge at mid height
-        x0, y0 = (ax1 - side // 3 if rng.random() < 0.5 else ax0 - 2 * side // 3), acy - side // 2
-    else: raise ValueError(f"predicate must be one of {PLANNED_RELATIONS}, got {predicate!r}")
-    box = (x0, y0, x0 + side, y0 + side)
-    return box if x0 >= 0 and y0 >= 0 and box[2] <= image_size and box[3] <= image_size else None
-
-# %% ../nbs/01_data.ipynb #42e98c02
-def _random_attributes(rng, size: str | None = None, taken: set = frozenset()) -> dict:
-    "Shape, colour, size and texture drawn uniformly (the size fixed when given), a (shape, colour) not `taken`."
-    free = [(s, c) for s in SHAPES for c in COLOURS if (s, c) not in taken]  # so a phrase names one object
-    shape, colour = free[int(rng.integers(len(free)))]
-    return dict(shape=shape, colour=colour, size=size or str(rng.choice(list(SIZES))),
-                texture=str(rng.choice(TEXTURES)))
-
-# %% ../nbs/01_data.ipynb #69d0e5c9
-def _try_related(rng, objects: list, image_size: int):
-    "Attributes, box, anchor index and predicate of a new object placed in a planned relation, or None."
-    predicate = str(rng.choice(PLANNED_RELATIONS))
-    fits = [k for k, o in enumerate(objects) if predicate != "inside" or (o["size"] == "large" and o["shape"] in
-                                                                           ("circle", "square"))]
-    if not fits: return None
-    anchor = int(rng.choice(fits))
-    a = objects[anchor]
-    size = "small" if predicate in ("inside", "holding") else str(rng.choice(list(SIZES)))
-    attrs = _random_attributes(rng, size, taken={(o["shape"], o["colour"]) for o in objects})
-    box = _place_related(rng, predicate, a["box"], _side(size, image_size), image_size)
-    if box is None or _overlaps(box, [o["box"] for i, o in enumerate(objects) if i != anchor]): return None
-    if predicate == "inside":
-        inner = _shape_mask(attrs["shape"], box, image_size, image_size)
-        outer = _shape_mask(a["shape"], a["box"], image_size, image_size)
-        if (inner & ~outer).any(): return None
-    return attrs, box, anchor, predicate
-
-# %% ../nbs/01_data.ipynb #84024bc6
-def _spatial_predicate(i: int, j: int, boxes: list) -> tuple:
-    "(subject, 'left of' | 'above', object) for objects `i`, `j` by the dominant axis between their centres."
-    (ax, ay), (bx, by) = (((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in (boxes[i], boxes[j]))
-    if abs(bx - ax) >= abs(by - ay): return (i, "left of", j) if ax <= bx else (j, "left of", i)
-    return (i, "above", j) if ay <= by else (j, "above", i)
-
-# %% ../nbs/01_data.ipynb #6d81f524
-_SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized", ""),
-               "large": ("large", "big")}
-_RELATION_TEMPLATES = {
-    "inside": ("{s} inside {o}", "{o} with {s} in it", "{s} sitting in {o}"),
-    "on": ("{s} on top of {o}", "{s} resting on {o}", "{o} under {s}"),
-    "touching": ("{s} touching {o}", "{s} pressed against {o}", "{o} touched by {s}"),
-    "holding": ("{s} holding {o}", "{o} held by {s}", "{s} carrying {o}"),
-    "left of": ("{s} to the left of {o}", "{o} to the right of {s}", "{s} left of {o}"),
-    "above": ("{s} above {o}", "{o} below {s}", "{s} over {o}"),
-}
-
-def _object_phrase(rng, obj: SceneObject) -> str:
-    "A noun phrase for `obj` with varied wording: the size word may change or go, the texture may be said."
-    words = [str(rng.choice(_SIZE_WORDS[obj.size])) if rng.random() < 0.8 else "", obj.colour]
-    if obj.texture != "plain" and rng.random() < 0.4: words.append(obj.texture)
-    phrase = " ".join(w for w in [*words, obj.shape] if w)
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
-
-# %% ../nbs/01_data.ipynb #da7216db
-def _caption(rng, objects: list, relations: list) -> str:
-    "One caption: a planned relation if there is one (else any), and sometimes a second clause."
-    planned = [r for r in relations if r[1] in PLANNED_RELATIONS]
-    order = list(rng.permutation(len(relations)))
-    first = planned[int(rng.integers(len(planned)))] if planned else relations[order[0]]
-    clauses = [first] + ([relations[k] for k in order if relations[k] != first][:1] if rng.random() < 0.5 else [])
-    def say(r): return str(rng.choice(_RELATION_TEMPLATES[r[1]])).format(
-        s=_object_phrase(rng, objects[r[0]]), o=_object_phrase(rng, objects[r[2]]))
-    return " and ".join(say(r) for r in clauses)
-
-# %% ../nbs/01_data.ipynb #bcff3475
-def _layout(rng, n_objects: int, image_size: int, related: float) -> tuple:
-    "Object attribute dicts with boxes, and the planned relations among them."
-    objects, planned = [], []
-    while len(objects) < n_objects:
-        placed = None
-        if objects and rng.random() < related:  # a few tries: most predicates fit some anchor somewhere
-            for _ in range(8):
-                if (placed := _try_related(rng, objects, image_size)) is not None: break
-        if placed is not None:
-            attrs, box, anchor, predicate = placed
-            new = len(objects)
-            planned.append((anchor, predicate, new) if predicate == "holding" else (new, predicate, anchor))
-        else:
-            attrs = _random_attributes(rng, taken={(o["shape"], o["colour"]) for o in objects})
-            box = _place_free(rng, _side(attrs["size"], image_size), image_size, [o["box"] for o in objects])
-            if box is None: break
-        objects.append({**attrs, "box": box})
-    return objects, planned
-
-# %% ../nbs/01_data.ipynb #ad352848
-def _render(rng, objects: list, image_size: int) -> tuple:  # (H, W, 3) uint8, [(H, W) bool]
-    "Paint the objects in order on a lightly noisy background; each mask keeps the pixels left visible."
-    noise = rng.normal(0, 4, (image_size, image_size, 1))
-    image = np.clip(np.full((image_size, image_size, 3), 236.0) + noise, 0, 255).astype(np.uint8)
-    silhouettes = [_shape_mask(o["shape"], o["box"], image_size, image_size) for o in objects]
-    for o, s in zip(objects, silhouettes): _paint(image, s, o["colour"], o["texture"])
-    masks = [s & ~np.logical_or.reduce(silhouettes[k + 1:] + [np.zeros_like(s)]) for k, s in enumerate(silhouettes)]
-    return image, masks
-
-# %% ../nbs/01_data.ipynb #8ce2f8e7
-def scene(
-    seed: int,  # the scene is a function of this seed alone
-    image_size: int = 96,  # side of the square image in pixels
-    n_objects: tuple = (2, 5),  # least and most objects (inclusive); crowded layouts may place fewer, never < 2
-    related: float = 0.6,  # chance that each new object is placed in a planned relation to an earlier one
-    n_captions: int = 5,  # reference captions per scene
-) -> Scene:
-    "A synthetic scene: 2-5 textured shapes, boxes, visible masks, every pairwise relation and varied captions."
-    _check_scene_arguments(image_size, n_objects, related, n_captions)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE1E]))
-    while True:
-        layout, planned = _layout(rng, int(rng.integers(n_objects[0], n_objects[1] + 1)), image_size, related)
-        if len(layout) >= 2: break
-    image, masks = _render(rng, layout, image_size)
-    objects = [SceneObject(**{k: o[k] for k in ("shape", "colour", "size", "texture", "box")}, mask=m)
-               for o, m in zip(layout, masks)]
-    paired = {frozenset((s, o)) for s, _, o in planned}
-    boxes = [o.box for o in objects]
-    spatial = [_spatial_predicate(i, j, boxes) for i in range(len(objects)) for j in range(i + 1, len(objects))
-               if frozenset((i, j)) not in paired]
-    relations = sorted(planned + spatial)
-    return Scene(image, objects, relations, [_caption(rng, objects, relations) for _ in range(n_captions)])
-
-# %% ../nbs/01_data.ipynb #397af58c
-def _check_scene_arguments(image_size, n_objects, related, n_captions) -> None:
-    if not isinstance(image_size, int) or image_size < 48:
-        raise ValueError(f"image_size must be an int >= 48, got {image_size!r}")
-    if len(n_objects) != 2 or not 2 <= n_objects[0] <= n_objects[1] <= 8:
-        raise ValueError(f"n_objects must be (least, most) with 2 <= least <= most <= 8, got {n_objects!r}")
-    if not 0 <= related <= 1: raise ValueError(f"related must lie in [0, 1], got {related!r}")
-    if not isinstance(n_captions, int) or n_captions < 1:
-        raise ValueError(f"n_captions must be an int >= 1, got {n_captions!r}")
-
-# %% ../nbs/01_data.ipynb #29eeb5eb
-def scenes(
-    n: int,  # how many scenes
-    seed: int = 0,  # scene i is `scene(seed * 1_000_003 + i)`: the same whatever `n` is
-    **kwargs,  # passed to `scene`
-) -> list:
-    "`n` synthetic scenes, deterministic per seed."
-    if not isinstance(n, int) or n < 0: raise ValueError(f"n must be an int >= 0, got {n!r}")
-    return [scene(seed * 1_000_003 + i, **kwargs) for i in range(n)]
+# %% ../nbs/01_data.ipynb #1837ceac
+from .scenes import (COLOURS, PLANNED_RELATIONS, SHAPES, SIZES, TEXTURES,  # re-exported: every sample set
+                            Scene, SceneObject, scene, scenes)  # is reachable from alignnb.data
 
 # %% ../nbs/01_data.ipynb #b61bc43d
 def data_samples_dir(
