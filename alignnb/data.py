@@ -520,8 +520,9 @@ def segment_task(
     return tokens, (tokens.float() / 9 * inside).sum(1) / inside.sum(1), inside
 
 # %% ../nbs/01_data.ipynb #1837ceac
-from .scenes import (COLOURS, PLANNED_RELATIONS, SHAPES, SIZES, TEXTURES,  # re-exported: every sample set
-                            Scene, SceneObject, scene, scenes)  # is reachable from alignnb.data
+# re-exported: every sample set is reachable from alignnb.data
+from .scenes import (COLOURS, PLANNED_RELATIONS, RELATION_TEMPLATES, SHAPES, SIZES, TEXTURES,
+                            Scene, SceneObject, scene, scenes)
 
 # %% ../nbs/01_data.ipynb #b61bc43d
 def data_samples_dir(

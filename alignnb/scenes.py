@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'TEXTURES', 'PLANNED_RELATIONS', 'SceneObject', 'Scene', 'scene', 'scenes']
+__all__ = ['SHAPES', 'COLOURS', 'SIZES', 'TEXTURES', 'PLANNED_RELATIONS', 'RELATION_TEMPLATES', 'SceneObject', 'Scene', 'scene',
+           'scenes']
 
 # %% ../nbs/04_scenes.ipynb #ccc695d1
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -136,7 +137,7 @@ def _spatial_predicate(i: int, j: int, boxes: list) -> tuple:
 # %% ../nbs/04_scenes.ipynb #6d81f524
 _SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized", ""),
                "large": ("large", "big")}
-_RELATION_TEMPLATES = {
+RELATION_TEMPLATES = {
     "inside": ("{s} inside {o}", "{o} with {s} in it", "{s} sitting in {o}"),
     "on": ("{s} on top of {o}", "{s} resting on {o}", "{o} under {s}"),
     "touching": ("{s} touching {o}", "{s} pressed against {o}", "{o} touched by {s}"),
@@ -159,7 +160,7 @@ def _caption(rng, objects: list, relations: list) -> str:
     order = list(rng.permutation(len(relations)))
     first = planned[int(rng.integers(len(planned)))] if planned else relations[order[0]]
     clauses = [first] + ([relations[k] for k in order if relations[k] != first][:1] if rng.random() < 0.5 else [])
-    def say(r): return str(rng.choice(_RELATION_TEMPLATES[r[1]])).format(
+    def say(r): return str(rng.choice(RELATION_TEMPLATES[r[1]])).format(
         s=_object_phrase(rng, objects[r[0]]), o=_object_phrase(rng, objects[r[2]]))
     return " and ".join(say(r) for r in clauses)
 
