@@ -159,3 +159,13 @@ def test_preference_pairs_checks_the_utility_it_is_given():
         preference_pairs(task, lambda xs, ys: torch.full((len(ys),), float("nan")), prompt_index=[0, 1])
     with pytest.raises(ValueError, match="temperature"):
         preference_pairs(task, good, prompt_index=[0], temperature=float("nan"))
+
+
+def test_python_float_beyond_float32_is_named():
+    "A finite Python float that overflows the default float32 is reported as out of range, not as non-finite."
+    with pytest.raises(ValueError, match="r_ref holds finite values beyond the range of torch.float32"):
+        log_sigmoid_transform(torch.zeros(2), 1e300)
+    with pytest.raises(ValueError, match="r must be finite"):
+        log_sigmoid_transform(torch.tensor([math.inf]), 0.0)
+    out = log_sigmoid_transform(torch.zeros(2, dtype=torch.float64), torch.tensor(1e300, dtype=torch.float64))
+    assert torch.equal(out, torch.full((2,), -1e300, dtype=torch.float64))

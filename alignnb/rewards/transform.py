@@ -24,6 +24,9 @@ def _as_float_tensor(name: str, value) -> Tensor:
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     t = t if t.is_floating_point() else t.double()
     if not torch.isfinite(t).all():
+        if not isinstance(value, Tensor) and torch.isfinite(torch.as_tensor(value, dtype=torch.float64)).all():
+            raise ValueError(f"{name} holds finite values beyond the range of {t.dtype}, the dtype it converts to; "
+                             "pass it as a float64 tensor or rescale the rewards")
         raise ValueError(f"{name} must be finite, got {t.numel() - int(torch.isfinite(t).sum())} non-finite values")
     return t
 
