@@ -20,7 +20,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['ALIGNNB_COLORS', 'VERDICTS', 'seed_everything', 'default_device', 'torch_threads', 'quiet', 'progress_label',
            'progress', 'plot_rcparams', 'plot_style', 'figure_dir', 'save_figure', 'Claim', 'normal_interval',
-           'bootstrap_interval', 'crossed_resamples', 'crossed_bootstrap', 'Result', 'timed']
+           'bootstrap_interval', 'crossed_resamples', 'crossed_bootstrap', 't_interval', 'exact_binomial_interval',
+           'Result', 'timed']
 
 # %% ../nbs/00_core.ipynb #d2a34864
 def seed_everything(
@@ -310,6 +311,53 @@ def from_crossed(
     K, N = np.shape(values)[:2]
     interval = f"crossed bootstrap over {K} {units[0]} x {N} {units[1]}"
     return cls(name, statement, paper, estimate, low, high, threshold, direction, level, interval, note)
+
+# %% ../nbs/00_core.ipynb #9477e7ac
+def t_interval(
+    values,  # (n,) array-like: one number per independent run, n >= 2
+    level: float = 0.95,  # two-sided coverage
+) -> tuple[float, float, float]:  # (mean, low, high)
+    "Mean of `values` and its Student-t interval."
+    from scipy.stats import t as student_t
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2: raise ValueError(f"values needs shape (n,) with n >= 2, got {v.shape}")
+    if not np.isfinite(v).all(): raise ValueError("values holds NaN or inf")
+    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
+    half = float(student_t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+# %% ../nbs/00_core.ipynb #21fc6e8f
+def exact_binomial_interval(
+    k: int,  # successes
+    n: int,  # trials, n >= 1
+    level: float = 0.95,  # two-sided coverage
+) -> tuple[float, float, float]:  # (k / n, low, high)
+    "The proportion `k / n` and its exact (Clopper-Pearson) interval."
+    from scipy.stats import beta
+    if not (isinstance(n, (int, np.integer)) and n >= 1): raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if not (isinstance(k, (int, np.integer)) and 0 <= k <= n):
+        raise ValueError(f"k must be an integer in [0, n={n}], got {k!r}")
+    if not 0 < level < 1: raise ValueError(f"level must lie in (0, 1), got {level}")
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return k / n, low, high
+
+# %% ../nbs/00_core.ipynb #bc6b29ed
+@patch(cls_method=True)
+def from_t(
+    cls: Claim,
+    name: str, statement: str, paper: str,  # as in `Claim`
+    values,  # (n,) one number per independent run, see `t_interval`
+    threshold: float, direction: str = "above",  # the decision rule
+    level: float = 0.95,  # passed to `t_interval`
+    unit: str = "seeds",  # what a value is, for the interval's description
+    note: str = "",  # see `Claim.note`
+) -> Claim:
+    "A claim on the mean of a few independent runs, with a Student-t interval."
+    estimate, low, high = t_interval(values, level)
+    return cls(name, statement, paper, estimate, low, high, threshold, direction, level,
+               f"t interval over {len(values)} {unit}", note)
 
 # %% ../nbs/00_core.ipynb #90fd22ce
 @patch

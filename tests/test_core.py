@@ -71,3 +71,21 @@ def test_seed_everything_generators_are_independent_of_global_draws():
     b = torch.rand(4, generator=seed_everything(3))
     assert torch.equal(a, b)
     assert not math.isclose(float(a[0]), float(torch.rand(1, generator=seed_everything(4))[0]))
+
+
+def test_t_and_exact_intervals_match_scipy():
+    "The Student-t and Clopper-Pearson intervals of core against scipy's own constructions."
+    from scipy import stats
+    from alignnb.core import exact_binomial_interval, t_interval
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 8, 40):
+        v = rng.normal(1.0, 2.0, n)
+        mean, low, high = t_interval(v, 0.9)
+        assert np.allclose((low, high), stats.t.interval(0.9, n - 1, loc=v.mean(), scale=stats.sem(v)), atol=1e-12)
+    for k, n in ((0, 7), (3, 7), (7, 7), (55, 200)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")
+        assert np.allclose(exact_binomial_interval(k, n, 0.9)[1:], (ci.low, ci.high), atol=1e-12)
+    claim = Claim.from_t("c", "s", "p", [0.2, 0.3, 0.25, 0.28], threshold=0.0)
+    assert claim.verdict == "held" and claim.interval == "t interval over 4 seeds"
+    with pytest.raises(ValueError, match="n >= 2"):
+        t_interval([1.0])
