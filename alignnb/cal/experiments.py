@@ -14,7 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import ALIGNNB_COLORS, Claim, Result, bootstrap_interval, plot_style, progress, save_figure, timed
+from ..core import (ALIGNNB_COLORS, Claim, Result, bootstrap_interval, exact_binomial_interval, plot_style,
+                          progress, save_figure, timed)
 from ..data import data_samples_dir
 from .schema import LabelSchema
 from .widget import Labeller, SpreadsheetLabeller
@@ -279,13 +280,8 @@ def unit_means(
 
 # %% ../../nbs/90_cal/09_experiments.ipynb #c034
 def exact_interval(k: int, n: int, level: float = 0.95) -> tuple:
-    "Clopper-Pearson interval of a binomial proportion k / n."
-    from scipy.stats import beta
-    if not 0 <= k <= n or n < 1: raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return low, high
+    "Clopper-Pearson interval (low, high) of a binomial proportion k / n (`alignnb.core.exact_binomial_interval`)."
+    return exact_binomial_interval(k, n, level)[1:]
 
 # %% ../../nbs/90_cal/09_experiments.ipynb #c036
 _PAPER_CLAIM = ("CAL's affordances (apt labels only, guidance, documentation, history) make labelling conversational "

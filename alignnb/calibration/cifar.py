@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Claim, Result, plot_style, progress, save_figure, timed
+from ..core import Claim, Result, plot_style, progress, save_figure, t_interval, timed
 from ..data import CIFAR_RECORDS, CifarRecord, cifar_records
 from .scores import (
     binned_calibration_error, brier_score, check_probs, kde_calibration_error, log_score)
@@ -293,11 +293,8 @@ def cifar_size_claims(
 
 # %% ../../nbs/40_calibration/06_cifar.ipynb #3ea95aea
 def _t_interval(values: np.ndarray, level: float) -> tuple[float, float, float]:
-    "Mean and Student-t interval of the mean over independent units."
-    from scipy.stats import t as student_t
-    m, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
-    z = float(student_t.ppf(0.5 + level / 2, len(values) - 1))
-    return m, m - z * se, m + z * se
+    "Mean and Student-t interval of the mean over independent units (`alignnb.core.t_interval`)."
+    return t_interval(values, level)
 
 def _disagreement(sp: CifarSplits, cols: np.ndarray) -> tuple[float, int, int]:
     "The pair (a, b) whose ECE prefers a and Brier gain prefers b most clearly on the splits `cols`: (score, a, b)."

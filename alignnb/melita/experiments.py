@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Claim, Result, plot_style, progress, save_figure, timed, torch_threads
+from ..core import Claim, Result, plot_style, progress, save_figure, t_interval, timed, torch_threads
 from .artefacts import render_cover
 from .assessor import load_assessor
 from .search import SearchConfig, SearchRun, map_elites, melita
@@ -121,12 +121,8 @@ def _plot_curves(study: MelitaStudy, out=None) -> str:
 
 # %% ../../nbs/80_melita/09_experiments.ipynb #e9c173de
 def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    "Mean and Student-t interval of per-seed values."
-    from scipy.stats import t
-    v = np.asarray(values, dtype=float)
-    se = v.std(ddof=1) / math.sqrt(len(v))
-    half = t.ppf(0.5 + level / 2, len(v) - 1) * se
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+    "Mean and Student-t interval of per-seed values (`alignnb.core.t_interval`)."
+    return t_interval(values, level)
 
 def final_values(study: MelitaStudy, method: str, metric: str) -> np.ndarray:  # (seeds,)
     "Each seed's final value of `metric` for `method`."
