@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PAGES = [
+    "nbs/10_rewards/00_transform.ipynb",
     "nbs/20_smoothdp/01_viterbi.ipynb",  # the CRF head on a local checkpoint with a head of another size
     "nbs/20_smoothdp/02_dtw.ipynb",
     "nbs/30_cachegen/00_codec.ipynb",
