@@ -8,7 +8,7 @@ Docs: https://alignnb.github.io/alignnb/60_captioning/model.html.md"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -17,15 +17,18 @@ import torch.nn.functional as F
 from fastcore.basics import patch_to
 
 from .graphs import SPATIAL_CLASSES, spatial_graph
+from ..data import COLOURS, SHAPES, SIZES, TEXTURES
 
 # %% auto #0
-__all__ = ['PREDICATES', 'SPECIALS', 'GRAPHS', 'Vocab', 'SceneBatch', 'scene_batch', 'RegionEncoder', 'EdgeGatedGCN',
+__all__ = ['PREDICATES', 'SPECIALS', 'ATTRIBUTES', 'GRAPHS', 'Vocab', 'SceneBatch', 'scene_batch', 'RegionEncoder',
+           'AttributeEncoder', 'fit_attribute_encoder', 'attribute_accuracy', 'with_features', 'EdgeGatedGCN',
            'UpDownDecoder', 'Captioner', 'caption_loss', 'greedy_decode', 'beam_search', 'RelationClassifier',
            'pair_mask', 'fit_relation_classifier', 'semantic_graph', 'predicate_accuracy']
 
 # %% ../../nbs/60_captioning/01_model.ipynb #846833af
 PREDICATES = ("inside", "on", "touching", "holding", "left of", "above")  # semantic labels 1..6; 0 is none
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+ATTRIBUTES = (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", tuple(SIZES)), ("texture", TEXTURES))
 
 class Vocab:
     "Words of the training captions, with pad 0, bos 1, eos 2, unk 3."
@@ -48,7 +51,7 @@ class Vocab:
 # %% ../../nbs/60_captioning/01_model.ipynb #876ae264
 @dataclass
 class SceneBatch:
-    "Scenes as padded tensors: region crops and geometry, both graphs' ground truth, caption ids."
+    "Scenes as padded tensors: region crops and geometry, both graphs' ground truth, attributes, caption ids."
     crops: torch.Tensor  # (B, N, 3, C, C) float in [0, 1]
     geometry: torch.Tensor  # (B, N, 5): x0, y0, x1, y1 over the image size, and the box area fraction
     mask: torch.Tensor  # (B, N) bool: real regions
@@ -56,6 +59,8 @@ class SceneBatch:
     relations: torch.Tensor  # (B, N, N) long: the generator's predicate of i -> j (1 + index in PREDICATES), 0 none
     tokens: torch.Tensor  # (B, R, T) long: the R reference captions
     scenes: list  # the `Scene`s
+    attributes: torch.Tensor | None = None  # (B, N, 4) long: index of shape, colour, size, texture; -100 padding
+    features: torch.Tensor | None = None  # (B, N, F) frozen region features (`with_features`), None: use crops
 
 # %% ../../nbs/60_captioning/01_model.ipynb #a48107f9
 def _region_tensors(s, crop: int) -> tuple:
@@ -81,14 +86,16 @@ def scene_batch(
     crops, geometry = torch.zeros(B, N, 3, crop, crop), torch.zeros(B, N, 5)
     mask, spatial, rel = torch.zeros(B, N, dtype=torch.bool), torch.zeros(B, N, N, dtype=torch.long), torch.zeros(
         B, N, N, dtype=torch.long)
+    attrs = torch.full((B, N, len(ATTRIBUTES)), -100, dtype=torch.long)
     for b, s in enumerate(scenes):
         n = len(s.objects)
         crops[b, :n], geometry[b, :n] = _region_tensors(s, crop)
         mask[b, :n] = True
         spatial[b, :n, :n] = torch.as_tensor(spatial_graph([o.box for o in s.objects], *s.image.shape[1::-1]))
         for i, p, j in s.relations: rel[b, i, j] = 1 + PREDICATES.index(p)
+        for i, o in enumerate(s.objects): attrs[b, i] = torch.tensor([v.index(getattr(o, a)) for a, v in ATTRIBUTES])
     tokens = torch.tensor([[vocab.encode(c, max_len) for c in s.captions] for s in scenes])
-    return SceneBatch(crops, geometry, mask, spatial, rel, tokens, list(scenes))
+    return SceneBatch(crops, geometry, mask, spatial, rel, tokens, list(scenes), attrs)
 
 # %% ../../nbs/60_captioning/01_model.ipynb #8c7c2096
 class RegionEncoder(nn.Module):
@@ -104,6 +111,64 @@ class RegionEncoder(nn.Module):
         B, N = geometry.shape[:2]
         f = self.cnn(crops.flatten(0, 1)).view(B, N, -1)
         return self.out(torch.cat([f, self.geo(geometry)], -1))  # (B, N, D)
+
+# %% ../../nbs/60_captioning/01_model.ipynb #4897e7d5
+class AttributeEncoder(nn.Module):
+    "A region 'detector': a CNN over each crop with one classifier per attribute (shape, colour, size, texture)."
+    def __init__(self, width: int = 32):  # CNN channels
+        super().__init__()
+        self.cnn = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, width, 3, 1, 1),
+                                 nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.heads = nn.ModuleList([nn.Linear(width + 7, len(v)) for _, v in ATTRIBUTES])
+        self.n_features = width + 7 + sum(len(v) for _, v in ATTRIBUTES)
+
+    def forward(self, crops: torch.Tensor, geometry: torch.Tensor) -> tuple:  # (B, N, 3, C, C), (B, N, 5)
+        "Per attribute (B, N, k) logits, and the (B, N, width + 7) CNN-and-geometry feature."
+        B, N = geometry.shape[:2]
+        side = 10 * (geometry[..., 2:4] - geometry[..., :2])  # box width and height, scaled to about 1
+        f = torch.cat([self.cnn(crops.flatten(0, 1)).view(B, N, -1), geometry, side], -1)
+        return [h(f) for h in self.heads], f
+
+    @torch.no_grad()
+    def features(self, crops: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:  # -> (B, N, n_features)
+        "The frozen region feature: CNN feature, geometry and the attribute probabilities."
+        logits, f = self(crops, geometry)
+        return torch.cat([f, *(l.softmax(-1) for l in logits)], -1)
+
+# %% ../../nbs/60_captioning/01_model.ipynb #508c706b
+def fit_attribute_encoder(
+    batches: list,  # training `SceneBatch`es (with `attributes`)
+    epochs: int = 10,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> AttributeEncoder:
+    "Train the attribute classifiers (summed cross-entropy over the four attributes), returned frozen in eval mode."
+    if not batches or any(b.attributes is None for b in batches):
+        raise ValueError("batches must be a non-empty list of SceneBatch with attributes (from scene_batch)")
+    torch.manual_seed(seed)
+    enc = AttributeEncoder()
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    for _ in range(epochs):
+        for b in batches:
+            logits, _ = enc(b.crops, b.geometry)
+            loss = sum(F.cross_entropy(l.flatten(0, 1), b.attributes[..., a].flatten()) for a, l in enumerate(logits))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return enc.eval().requires_grad_(False)
+
+# %% ../../nbs/60_captioning/01_model.ipynb #9db2421a
+@torch.no_grad()
+def attribute_accuracy(enc: AttributeEncoder, batch: SceneBatch) -> dict:
+    "Share of real regions whose predicted attribute is right, per attribute."
+    logits, _ = enc(batch.crops, batch.geometry)
+    return {a: float((l.argmax(-1) == batch.attributes[..., k])[batch.mask].float().mean())
+            for k, ((a, _), l) in enumerate(zip(ATTRIBUTES, logits))}
+
+def with_features(batch: SceneBatch, enc: AttributeEncoder) -> SceneBatch:
+    "The batch with `features` set to the frozen encoder's region features."
+    return replace(batch, features=enc.features(batch.crops, batch.geometry))
 
 # %% ../../nbs/60_captioning/01_model.ipynb #ad8d9e00
 class EdgeGatedGCN(nn.Module):
@@ -152,22 +217,33 @@ class UpDownDecoder(nn.Module):
         h2, c2 = self.lang_lstm(torch.cat([(alpha[..., None] * v).sum(1), h1], -1), (h2, c2))
         return F.log_softmax(self.proj(h2), -1), (h1, c1, h2, c2)
 
+# %% ../../nbs/60_captioning/01_model.ipynb #3cfddbbb
+def _encode(encoder: nn.Module, in_features: int | None, batch: SceneBatch) -> torch.Tensor:  # -> (B, N, D)
+    "Region features from crops (`RegionEncoder`) or from the batch's frozen `features`."
+    if in_features is None: return encoder(batch.crops, batch.geometry)
+    if batch.features is None or batch.features.shape[-1] != in_features:
+        got = None if batch.features is None else batch.features.shape[-1]
+        raise ValueError(f"batch.features must have {in_features} features (see with_features), got {got}")
+    return encoder(batch.features)
+
 # %% ../../nbs/60_captioning/01_model.ipynb #2ac19fbc
 GRAPHS = ("none", "spatial", "semantic")
 
 class Captioner(nn.Module):
     "Region encoder, an optional GCN over one graph, and the Up-Down decoder."
-    def __init__(self, n_words: int, graph: str = "none", dim: int = 64, residual: bool = False):
+    def __init__(self, n_words: int, graph: str = "none", dim: int = 64, residual: bool = False,
+                 in_features: int | None = None):  # None: a `RegionEncoder` on crops; F: a layer on `batch.features`
         super().__init__()
         if graph not in GRAPHS: raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
-        self.graph, self.encoder = graph, RegionEncoder(dim)
+        self.graph, self.in_features = graph, in_features
+        self.encoder = RegionEncoder(dim) if in_features is None else nn.Sequential(nn.Linear(in_features, dim), nn.ReLU())
         n_labels = len(SPATIAL_CLASSES) if graph == "spatial" else len(PREDICATES) + 1
         self.gcn = EdgeGatedGCN(dim, n_labels, residual) if graph != "none" else None
         self.decoder = UpDownDecoder(n_words, dim)
 
     def regions(self, batch: SceneBatch, labels: torch.Tensor | None = None) -> torch.Tensor:
         "Refined region features (B, N, D); `labels` overrides the batch's graph (the predicted semantic one)."
-        v = self.encoder(batch.crops, batch.geometry)
+        v = _encode(self.encoder, self.in_features, batch)
         if self.gcn is None: return v
         if labels is None: labels = batch.spatial if self.graph == "spatial" else batch.relations
         return self.gcn(v, labels, batch.mask)
@@ -267,13 +343,14 @@ def _beam_one(models, feats, mask, beam, max_len) -> list:
 # %% ../../nbs/60_captioning/01_model.ipynb #dc5ad183
 class RelationClassifier(nn.Module):
     "Predicate of an ordered region pair from both region features and the union box: K predicates + none."
-    def __init__(self, dim: int = 64, n_classes: int = len(PREDICATES) + 1):
+    def __init__(self, dim: int = 64, n_classes: int = len(PREDICATES) + 1, in_features: int | None = None):
         super().__init__()
-        self.encoder = RegionEncoder(dim)
+        self.in_features = in_features  # as in `Captioner`
+        self.encoder = RegionEncoder(dim) if in_features is None else nn.Sequential(nn.Linear(in_features, dim), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(2 * dim + 5 + 5, 128), nn.ReLU(), nn.Linear(128, n_classes))
 
     def forward(self, batch: SceneBatch) -> torch.Tensor:  # -> (B, N, N, K + 1) logits
-        v, g = self.encoder(batch.crops, batch.geometry), batch.geometry
+        v, g = _encode(self.encoder, self.in_features, batch), batch.geometry
         N = v.shape[1]
         lo, hi = torch.minimum(g[:, :, None, :2], g[:, None, :, :2]), torch.maximum(g[:, :, None, 2:4], g[:, None, :, 2:4])
         union = torch.cat([lo, hi, ((hi - lo).prod(-1, keepdim=True))], -1)
@@ -292,10 +369,11 @@ def fit_relation_classifier(
     epochs: int = 30,
     lr: float = 3e-3,
     seed: int = 0,
+    in_features: int | None = None,  # as in `Captioner`: F to classify from the batches' frozen features
 ) -> RelationClassifier:
     "Train the relation classifier with cross-entropy on every ordered pair."
     torch.manual_seed(seed)
-    clf = RelationClassifier()
+    clf = RelationClassifier(in_features=in_features)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     for _ in range(epochs):
         for b in batches:
