@@ -97,7 +97,7 @@ def test_batch_relations_match_the_scene_graph(small):
 def test_relation_accuracy_reads_the_references_and_catches_a_swap():
     for s in scenes(50, seed=8):
         assert all(relation_accuracy(c, s) == 1.0 for c in s.captions)
-    from alignnb.captioning.experiments import _TEMPLATES
+    from alignnb.data import RELATION_TEMPLATES as _TEMPLATES
     for s in scenes(20, seed=9):
         for i, p, j in s.relations:
             a, b = (f"a {s.objects[k].colour} {s.objects[k].shape}" for k in (i, j))
