@@ -2,3 +2,7 @@
 "pretraining" on synthetic scenes, the prompt learning and point matching modules, and the reproduction. Written by
 hand (nbdev leaves a package's `__init__.py` alone); the modules are generated from `nbs/70_sam/`."""
 from .model import *
+from .pretrain import *
+from .modules import *
+from .experiments import *
+from .experiments import reproduce
