@@ -5,5 +5,6 @@ from .scores import *
 from .recalibration import *
 from .simulation import *
 from .cifar import *
+from .metrics import *
 from .experiments import *
 from .experiments import reproduce

@@ -10,5 +10,6 @@ so that `from alignnb.rewards import log_sigmoid_transform` works whichever page
 from .transform import *
 from .reward_models import *
 from .rlhf import *
+from .trl_rewards import *
 from .experiments import *
 from .experiments import reproduce
