@@ -1,6 +1,7 @@
 """CacheGen (Liu, Li et al., SIGCOMM 2024): a KV-cache codec (layer-wise absmax quantisation, anchor + delta symbols,
 range coding with per-(layer, channel) tables, independent CRC-checked chunks), bins calibrated for a quality budget,
-the bandwidth-adaptive streaming planner, the baselines it is measured against, and the reproduction.
+the bandwidth-adaptive streaming planner, the baselines it is measured against, the long-context LM, the multi-level
+chunk format, the loopback sender and receiver, the end-to-end time-to-first-token measurement, and the reproduction.
 
 The pages are `nbs/30_cachegen/`; this file is written by hand (nbdev does not overwrite it) and re-exports each
 module's public names, so `from alignnb.cachegen import CacheGenCodec` works."""
@@ -10,6 +11,9 @@ from .codec import _HEADER  # the tests read the fixed header size
 from .bins import *
 from .streaming import *
 from .baselines import *
+from .long_lm import *
+from .chunks import *
+from .transport import *
 from .experiments import *
 from .experiments import reproduce
 # the Hugging Face plumbing the codec's users (and the tests) reach through this package
