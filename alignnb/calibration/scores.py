@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import torch
 
@@ -339,6 +340,54 @@ def _errors_from_sums(counts, sconf, sout, norm: str, debias: bool) -> np.ndarra
         sq = np.where(counts >= 2, sq - w * obar * (1 - obar) / np.maximum(counts - 1, 1), 0.0)
     return np.sqrt(np.maximum(sq.sum(1), 0.0))
 
+# %% ../../nbs/40_calibration/00_scores.ipynb #f05ed002
+def _fused_top_kernel(p, bits, y, n_bins, n_chunks):
+    "Top-label bin counts, confidence and outcome sums (B,); per chunk of rows the row-sum and bit extremes."
+    N, C = p.shape
+    counts, sconf, sout = np.zeros((n_chunks, n_bins)), np.zeros((n_chunks, n_bins)), np.zeros((n_chunks, n_bins))
+    sums, extremes = np.empty((n_chunks, 2)), np.empty((n_chunks, 2), np.int64)  # row sums', entries' bits: lo, hi
+    per = (N + n_chunks - 1) // n_chunks
+    for k in numba.prange(n_chunks):
+        lo_s, hi_s, lo_b, hi_b = np.inf, -np.inf, bits[0, 0], bits[0, 0]
+        for r in range(k * per, min(N, (k + 1) * per)):
+            s, hi, lo = 0.0, bits[r, 0], bits[r, 0]
+            for j in range(C):  # vectorised: a float64 sum, integer max and min
+                s += p[r, j]
+                hi, lo = max(hi, bits[r, j]), min(lo, bits[r, j])
+            a = 0
+            while bits[r, a] != hi: a += 1  # the first maximum, as argmax picks it
+            conf = np.float64(p[r, a])
+            b = min(int(conf * n_bins), n_bins - 1)  # as _width_bins
+            counts[k, b] += 1
+            sconf[k, b] += conf
+            sout[k, b] += a == y[r]
+            lo_s, hi_s, lo_b, hi_b = min(lo_s, s), max(hi_s, s), min(lo_b, lo), max(hi_b, hi)
+        sums[k, 0], sums[k, 1], extremes[k, 0], extremes[k, 1] = lo_s, hi_s, lo_b, hi_b
+    return counts.sum(0), sconf.sum(0), sout.sum(0), sums, extremes
+
+# %% ../../nbs/40_calibration/00_scores.ipynb #f05ed003
+try: _fused_top_kernel = numba.njit(parallel=True, fastmath={"reassoc"}, cache=True)(_fused_top_kernel)
+except RuntimeError: _fused_top_kernel = numba.njit(parallel=True, fastmath={"reassoc"})(_fused_top_kernel)  # no file
+_INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+_INF_BITS = {np.dtype(np.float32): 0x7F800000, np.dtype(np.float64): 0x7FF0000000000000}
+
+
+def _fused_top_sums(probs, labels, n_bins: int, atol: float = 1e-3):
+    "(1, B) counts, confidence and outcome sums of the top-label problem in one pass; None: take the plain path."
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1: return None
+    if isinstance(probs, torch.Tensor):
+        if probs.device.type != "cpu": return None
+        probs = probs.detach().numpy()
+    if not (isinstance(probs, np.ndarray) and probs.ndim == 2 and probs.dtype in _INT_OF
+            and probs.flags.c_contiguous and probs.shape[0] >= 1 and probs.shape[1] >= 2): return None
+    try: y = check_labels(labels, probs.shape[0], probs.shape[1])
+    except (TypeError, ValueError): return None  # the plain path checks probs first and raises
+    n_chunks = min(len(probs), 256)
+    counts, sconf, sout, sums, bits = _fused_top_kernel(probs, probs.view(_INT_OF[probs.dtype]), y, n_bins, n_chunks)
+    finite = bits[:, 0].min() >= 0 and bits[:, 1].max() < _INF_BITS[probs.dtype]  # no NaN, inf, negative (or -0.0)
+    if not (finite and sums[:, 1].max() - 1 <= atol and 1 - sums[:, 0].min() <= atol): return None
+    return counts[None], sconf[None], sout[None]
+
 # %% ../../nbs/40_calibration/00_scores.ipynb #d77e1ba0
 def binned_calibration_error(
     probs,  # (N, C) probabilities (or logits with `from_logits`, or (N,) binary P(Y=1))
@@ -353,10 +402,14 @@ def binned_calibration_error(
     "Binned calibration error (8)-(9): ECE, squared/L2, max, equal-mass, classwise, binary and debiased variants."
     if norm not in _CHOICES["norm"]: raise ValueError(f"norm must be one of {_CHOICES['norm']}, got {norm!r}")
     if debias and norm != "l2": raise ValueError(f"debias=True needs norm='l2', got norm={norm!r}")
-    p, y = check_probs(probs, labels, from_logits=from_logits)
-    if y is None: raise TypeError("labels must be an (N,) integer array, got None")
-    n_bins, mode = _check_binning(n_bins, binning, mode, p.shape[1], np.ndim(probs) == 1)
-    per = _errors_from_sums(*bin_sums(p, y, n_bins, binning, mode), norm, debias)  # (K,)
+    fits = mode in (None, "top") and binning == "width" and not from_logits and np.ndim(probs) == 2
+    sums = _fused_top_sums(probs, labels, n_bins) if fits else None
+    if sums is None:  # the plain path: the input does not fit the one-pass kernel, or a check failed there
+        p, y = check_probs(probs, labels, from_logits=from_logits)
+        if y is None: raise TypeError("labels must be an (N,) integer array, got None")
+        n_bins, mode = _check_binning(n_bins, binning, mode, p.shape[1], np.ndim(probs) == 1)
+        sums = bin_sums(p, y, n_bins, binning, mode)
+    per = _errors_from_sums(*sums, norm, debias)  # (K,)
     if norm in ("l1", "kl"): return float(per.mean())
     if norm == "max": return float(per.max())
     return float(np.sqrt(np.mean(per**2)))

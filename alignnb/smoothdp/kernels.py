@@ -1,4 +1,4 @@
-"""The fast paths of the smoothed DTW: a wavefront without autograd (reused buffers, cached indices) and a Numba-compiled row sweep for the CPU, each checked against the plain recursion; and how fast and how lean they are against the peer libraries.
+"""The fast paths of the smoothed DTW: a wavefront without autograd (reused buffers, cached indices) and a Numba-compiled row sweep for the CPU; a compiled entropy Viterbi that keeps v only; each checked against the plain recursion; and how fast and how lean they are against the peer libraries.
 
 Docs: https://alignnb.github.io/alignnb/20_smoothdp/kernels.html.md"""
 
@@ -238,3 +238,67 @@ def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengt
     g = grad.detach().to(torch.float64 if Q.dtype == np.float64 else torch.float32).contiguous().numpy()
     return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True),
                                                  *((-1, -1) if bandwidth is None else bandwidth), n))
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #f1a00002
+@_jit(parallel=True)
+def _viterbi_entropy_forward_kernel(theta, lengths, gamma):
+    "(7) for the entropy, one sequence per thread up to its length: values (B,) and v (B, T, S)."
+    B, T, S, _ = theta.shape
+    V = np.zeros((B, T, S), dtype=theta.dtype)
+    value = np.empty(B, dtype=theta.dtype)
+    for b in numba.prange(B):
+        x, prev = np.empty(S, dtype=theta.dtype), np.zeros(S, dtype=theta.dtype)
+        for t in range(lengths[b] + 1):  # the last step: the final node over v_{L_b}
+            for i in range(S if t < lengths[b] else 1):
+                for j in range(S): x[j] = (theta[b, t, i, j] if t < lengths[b] else 0 * gamma) + prev[j]
+                low = x.max()
+                s = 0 * gamma
+                for j in range(S): s += math.exp((x[j] - low) / gamma)
+                if t < lengths[b]: V[b, t, i] = low + gamma * math.log(s)
+                else: value[b] = low + gamma * math.log(s)
+            if t < lengths[b]: prev = V[b, t]
+    return value, V
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #f1a00003
+@_jit(parallel=True)
+def _viterbi_entropy_backward_kernel(theta, V, value, grad, lengths, gamma):
+    "(6) from v alone, q recomputed: the expected transitions (B, T, S, S) times grad (B,); zero beyond each length."
+    B, T, S, _ = theta.shape
+    out = np.zeros_like(theta)
+    for b in numba.prange(B):
+        L = lengths[b]
+        e_bar, flow, zero = np.empty(S, dtype=theta.dtype), np.empty(S, dtype=theta.dtype), np.zeros(S, theta.dtype)
+        for i in range(S): e_bar[i] = grad[b] * math.exp((V[b, L - 1, i] - value[b]) / gamma)  # q of the final node
+        for t in range(L - 1, -1, -1):
+            prev = V[b, t - 1] if t > 0 else zero
+            flow[:] = 0
+            for i in range(S):
+                for j in range(S):
+                    e = e_bar[i] * math.exp((theta[b, t, i, j] + prev[j] - V[b, t, i]) / gamma)  # ē q
+                    out[b, t, i, j] = e
+                    flow[j] += e
+            e_bar, flow = flow, e_bar
+    return out
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #f1a00005
+def _use_compiled_viterbi(theta: Tensor, omega: str, gamma: float) -> bool:
+    "Whether the compiled entropy Viterbi applies: entropy, CPU float32/float64, 1 / gamma finite in the dtype."
+    if not (omega == "entropy" and _use_compiled(theta)): return False
+    g = np.float32(gamma) if theta.dtype == torch.float32 else np.float64(gamma)
+    with np.errstate(over="ignore", divide="ignore"): return bool(g > 0 and np.isfinite(1 / g))
+
+
+def _viterbi_compiled(theta: Tensor, lengths: Tensor, gamma: float):
+    "Values (B,) as a tensor and v (B, T, S) as a NumPy array, from `_viterbi_entropy_forward_kernel`."
+    th = theta.detach().contiguous().numpy()
+    value, V = _viterbi_entropy_forward_kernel(th, lengths.numpy(force=True), th.dtype.type(gamma))
+    return torch.from_numpy(value), V
+
+
+def _viterbi_compiled_backward(theta: Tensor, V: np.ndarray, value: Tensor, grad: Tensor, lengths: Tensor,
+                               gamma: float) -> Tensor:
+    "The expected transitions (B, T, S, S) times `grad`, from `_viterbi_entropy_backward_kernel`."
+    th = theta.detach().contiguous().numpy()
+    g = grad.detach().to(theta.dtype).contiguous().numpy()
+    return torch.from_numpy(_viterbi_entropy_backward_kernel(th, V, value.numpy(), g, lengths.numpy(force=True),
+                                                             th.dtype.type(gamma)))

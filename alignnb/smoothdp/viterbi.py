@@ -43,23 +43,34 @@ def _viterbi_backward(qs: list, q_end: Tensor, grad: Tensor, lengths: Tensor) ->
         e_bar = e.sum(1)  # (6): ē_{t-1,j} = Σ_i e_{t,i,j}, (B, S)
     return torch.stack(marginals[::-1], 1)
 
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #f1a0000a
+def _kernels():
+    "The compiled paths, imported at the first call (alignnb.smoothdp.kernels imports the DTW page's module)."
+    from alignnb.smoothdp import kernels
+    return kernels
+
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #38addd83
 class _Viterbi(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, lengths, omega, gamma):
-        with torch_threads(1, active=theta.device.type == "cpu"):
-            value, qs, q_end = _viterbi_forward(theta, lengths, omega, gamma)
-        ctx.save_for_backward(theta, lengths)
-        ctx.qs, ctx.q_end, ctx.config = qs, q_end, (omega, gamma)
+        ctx.compiled = _kernels()._use_compiled_viterbi(theta, omega, gamma)  # entropy on the CPU: v only, q recomputed
+        with torch_threads(1, active=theta.device.type == "cpu" and not ctx.compiled):
+            if ctx.compiled: value, ctx.v = _kernels()._viterbi_compiled(theta, lengths, gamma)
+            else: value, ctx.qs, ctx.q_end = _viterbi_forward(theta, lengths, omega, gamma)
+        ctx.save_for_backward(theta, lengths, value)
+        ctx.config = (omega, gamma)
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        theta, lengths = ctx.saved_tensors
-        qs, q_end = ctx.qs, ctx.q_end
-        with torch_threads(1, active=theta.device.type == "cpu"):
+        theta, lengths, value = ctx.saved_tensors
+        with torch_threads(1, active=theta.device.type == "cpu" and not ctx.compiled):
             if torch.is_grad_enabled():  # create_graph=True: Q as a function of theta makes (6) differentiable
                 _, qs, q_end = _viterbi_forward(theta, lengths, *ctx.config)
+            elif ctx.compiled:
+                marginals = _kernels()._viterbi_compiled_backward(theta, ctx.v, value, grad, lengths, ctx.config[1])
+                return marginals, None, None, None
+            else: qs, q_end = ctx.qs, ctx.q_end
             return _viterbi_backward(qs, q_end, grad, lengths), None, None, None
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #01da5689
