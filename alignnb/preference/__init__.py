@@ -8,6 +8,8 @@ so `from alignnb.preference import ipo_loss` works. The modules, one layer each:
 - `games`: tabular games, exploitability, the Nash solver, tabular training and fixed points (01_games)
 - `online`: the judge, the preference model, the residual-head policy and online optimisation of a causal LM
   (02_online)
+- `trl_trainers`: online IPO, IPO-MD and Nash-MD-PG as a TRL trainer (03_trl); loaded on first use of its names,
+  because importing trl takes seconds
 - `experiments`: the tabular laboratory's runs, paired win rates, the claims (exact tabular ones, Table 2 pairings
   with a bootstrap over prompts x seeds) and `reproduce` (09_experiments)
 """
@@ -16,3 +18,13 @@ from .games import *
 from .online import *
 from .experiments import *
 from .experiments import reproduce
+
+_TRL_NAMES = ("OnlinePreferenceConfig", "OnlinePreferenceTrainer", "PREFERENCE_METHODS")
+
+
+def __getattr__(name: str):
+    "The TRL trainers (nbs/11_preference/03_trl) load on first use: importing trl takes seconds."
+    if name in _TRL_NAMES:
+        from . import trl_trainers
+        return getattr(trl_trainers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
