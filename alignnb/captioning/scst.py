@@ -96,7 +96,7 @@ def scst_train(
     labels: list | None = None,  # per batch, the predicted semantic graph (for graph='semantic')
     n_samples: int = 5,  # sampled captions per image
     seed: int = 0,
-) -> list:  # per epoch, the mean greedy CIDEr-D (x1) of the training batches before each update
+) -> list:  # per epoch, (greedy, sampled) mean training CIDEr-D (x1), before each update
     "Self-critical training: CIDEr-D reward with training-set document frequencies, greedy decode as baseline."
     if epochs < 0: raise ValueError(f"epochs must be >= 0, got {epochs}")
     freq = document_frequency([s.captions for b in batches for s in b.scenes])
@@ -116,6 +116,6 @@ def scst_train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            seen.append(base.mean())
-        trace.append(float(np.mean(seen)))
+            seen.append((base.mean(), rew.mean()))
+        trace.append(tuple(float(x) for x in np.mean(seen, 0)))
     return trace
