@@ -188,3 +188,19 @@ def test_example_and_customise_errors(sam):
     with pytest.raises(ValueError, match="exactly one"): Example(img, m, point=(1, 1), box=(0, 0, 4, 4))
     with pytest.raises(ValueError, match="mix"): customise(sam, [Example(img, m, point=(6, 6)), Example(img, m, box=(5, 5, 9, 9))])
     with pytest.raises(ValueError, match="modules"): customise(sam, [Example(img, m, point=(6, 6))], modules=())
+
+
+def test_outer_contour_by_hand():
+    m = torch.zeros(7, 7, dtype=torch.bool)
+    m[2:5, 2:5] = True  # a 3 x 3 square: its outer ring is the 5 x 5 frame around it, 16 pixels
+    oc = outer_contour(m)
+    assert oc.sum() == 16 and not (oc & m).any() and oc[1, 1] and not oc[0, 0]
+    full = torch.ones(5, 5, dtype=torch.bool)
+    assert outer_contour(full).sum() == 0  # the image border adds nothing
+    with pytest.raises(ValueError, match="whole"): boundary_points(full, outer=True)
+
+
+def test_committed_checkpoint_segments_better_than_untrained():
+    from alignnb.sam import evaluate_prompts, pretrained_sam
+    trained, untrained = evaluate_prompts(pretrained_sam(), n_scenes=8), evaluate_prompts(small_sam(), n_scenes=8)
+    assert trained["box"] > untrained["box"] + 0.2
