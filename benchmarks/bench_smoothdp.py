@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alignnb.smoothdp import ViterbiLoss, chain_potentials, path_score, soft_dtw
+from alignnb.smoothdp import ViterbiLoss, chain_potentials, path_score, soft_dtw, viterbi
 
 warnings.filterwarnings("ignore")
 
@@ -74,7 +74,10 @@ def bench_soft_dtw(B, sizes, d, dtypes, repeats, gamma=1.0, pairs=2):
     return rows
 
 
-def bench_viterbi(B, T, S, dtypes, repeats):
+def bench_viterbi(B, T, S, dtypes, repeats, struct=True):
+    """Entropy Viterbi forward + backward against pytorch-crf: the CRF loss through ViterbiLoss (peer: its NLL) and
+    the partition function through viterbi(chain_potentials(...)) (peer: its normaliser), each with the emissions
+    alone trainable and with the transitions, start and end trainable too. Repeats are interleaved across cases."""
     from torchcrf import CRF
     rows = []
     for dtype in dtypes:
@@ -86,37 +89,64 @@ def bench_viterbi(B, T, S, dtypes, repeats):
         crf = CRF(S, batch_first=True).to(dtype)
         loss = ViterbiLoss("entropy", 1.0, reduction="sum")
 
-        def peer():
+        def params(all_trainable):
             e = emissions.detach().clone().requires_grad_()
-            value = -crf(e, tags, mask=mask, reduction="sum"); value.backward()
+            crf_params = [crf.transitions.detach().T.clone(), crf.start_transitions.detach().clone(), crf.end_transitions.detach().clone()]
+            return e, [q.requires_grad_(all_trainable) for q in crf_params]
+
+        def peer(kind, all_trainable):
+            e = emissions.detach().clone().requires_grad_()
+            crf.requires_grad_(all_trainable)
+            if kind == "loss": value = -crf(e, tags, mask=mask, reduction="sum")
+            else: value = crf._compute_normalizer(e.transpose(0, 1), mask.transpose(0, 1)).sum()
+            value.backward()
             return value.detach().double(), e.grad.double()
 
-        def ours():
-            e = emissions.detach().clone().requires_grad_()
-            theta = chain_potentials(e, crf.transitions.detach().T, crf.start_transitions.detach(), crf.end_transitions.detach(), lengths)
-            value = loss(theta, tags, lengths); value.backward()
+        def ours(kind, all_trainable):
+            e, (trans, start, end) = params(all_trainable)
+            theta = chain_potentials(e, trans, start, end, lengths)
+            value = loss(theta, tags, lengths) if kind == "loss" else viterbi(theta, "entropy", 1.0, lengths).sum()
+            value.backward()
             return value.detach().double(), e.grad.double()
 
-        def struct():  # torch-struct's linear-chain CRF on the same potentials (T + 1 states, see tests/test_smoothdp.py)
+        def struct_fn(kind, all_trainable):  # torch-struct's linear-chain CRF on the same potentials (T + 1 states)
             from torch_struct import LinearChainCRF
-            e = emissions.detach().clone().requires_grad_()
-            theta = chain_potentials(e, crf.transitions.detach().T, crf.start_transitions.detach(), crf.end_transitions.detach(), lengths)
-            value = LinearChainCRF(theta, lengths=lengths + 1).partition.sum() - path_score(theta, tags, lengths).sum(); value.backward()
+            e, (trans, start, end) = params(all_trainable)
+            theta = chain_potentials(e, trans, start, end, lengths)
+            value = LinearChainCRF(theta, lengths=lengths + 1).partition.sum()
+            if kind == "loss": value = value - path_score(theta, tags, lengths).sum()
+            value.backward()
             return value.detach().double(), e.grad.double()
 
         crf64 = CRF(S, batch_first=True).double(); crf64.load_state_dict(crf.state_dict())
         e64 = emissions.detach().double().clone().requires_grad_()
-        ref_value = -crf64(e64, tags, mask=mask, reduction="sum"); ref_value.backward()
-        row = {"task": "entropy Viterbi fwd+bwd", "shape": f"B={B} T={T} S={S}", "dtype": str(dtype).replace("torch.", "")}
-        for name, fn in (("alignnb", ours), ("pytorch_crf", peer), ("torch_struct", struct)):
-            value, grad = fn()
-            row[f"{name}_value_rel_err"] = float((value - ref_value.detach()).abs() / ref_value.detach().abs())
-            row[f"{name}_grad_max_err"] = float((grad - e64.grad).abs().max())
-            row[f"{name}_s"] = median_time(fn, repeats)
-        assert row["alignnb_value_rel_err"] < (1e-4 if dtype == torch.float32 else 1e-10), row
-        row["ratio_pytorch_crf"] = row["pytorch_crf_s"] / row["alignnb_s"]
-        row["ratio_torch_struct"] = row["torch_struct_s"] / row["alignnb_s"]
-        rows.append(row)
+        ref = {"loss": -crf64(e64, tags, mask=mask, reduction="sum")}
+        ref["loss"].backward(); ref_grad = {"loss": e64.grad.clone()}; e64.grad = None
+        ref["partition"] = crf64._compute_normalizer(e64.transpose(0, 1), mask.transpose(0, 1)).sum()
+        ref["partition"].backward(); ref_grad["partition"] = e64.grad.clone()
+        for kind in ("loss", "partition"):
+            for all_trainable in (False, True):
+                trained = "all CRF parameters" if all_trainable else "emissions only"
+                via = "ViterbiLoss" if kind == "loss" else "viterbi(chain_potentials)"
+                row = {"task": "entropy Viterbi fwd+bwd", "shape": f"B={B} T={T} S={S}", "dtype": str(dtype).replace("torch.", ""),
+                       "via": via, "trainable": trained}
+                fns = {"alignnb": lambda: ours(kind, all_trainable), "pytorch_crf": lambda: peer(kind, all_trainable)}
+                if struct: fns["torch_struct"] = lambda: struct_fn(kind, all_trainable)
+                for name, fn in fns.items():
+                    value, grad = fn()
+                    row[f"{name}_value_rel_err"] = float((value - ref[kind].detach()).abs() / ref[kind].detach().abs())
+                    row[f"{name}_grad_max_err"] = float((grad - ref_grad[kind]).abs().max())
+                times = {name: [] for name in fns}
+                for _ in range(repeats):  # interleaved: a burst of load from other jobs hits every library
+                    for name, fn in fns.items():
+                        t = time.perf_counter(); fn(); times[name].append(time.perf_counter() - t)
+                for name in fns: row[f"{name}_s"] = statistics.median(times[name])
+                assert row["alignnb_value_rel_err"] < (1e-4 if dtype == torch.float32 else 1e-10), row
+                row["ratio_pytorch_crf"] = row["pytorch_crf_s"] / row["alignnb_s"]
+                row["alignnb_over_pytorch_crf"] = row["alignnb_s"] / row["pytorch_crf_s"]
+                if struct: row["ratio_torch_struct"] = row["torch_struct_s"] / row["alignnb_s"]
+                rows.append(row)
+        crf.requires_grad_(True)
     return rows
 
 
@@ -173,27 +203,39 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_smoothdp.json",
                     help="where to write the JSON (default: benchmarks/results/bench_smoothdp.json)")
+    ap.add_argument("--only", choices=("viterbi", "dtw"), help="run one half (the other rows are kept from --out if it exists)")
+    ap.add_argument("--threads", type=int, default=None, help="torch and Numba threads (default: torch's)")
     ap.add_argument("--probe", nargs=4, metavar=("LIBRARY", "B", "M", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
         library, B, m, dtype = args.probe
         print(probe_memory(library, int(B), int(m), dtype)); return
+    if args.threads:
+        import numba
+        torch.set_num_threads(args.threads); numba.set_num_threads(args.threads)
     dtypes = (torch.float32, torch.float64)
     load_before = list(os.getloadavg())  # 1, 5, 15 min: the page states them, since other jobs slow the peers too
     if args.quick:
         rows = bench_soft_dtw(16, (64,), 8, dtypes, repeats=5) + bench_viterbi(8, 30, 16, dtypes, repeats=3)
         memory = bench_memory(64, (256, 512), ("float32",), ("alignnb",))  # smaller runs fit in memory the imports already hold
     else:
-        rows = (bench_soft_dtw(16, (64,), 8, dtypes, repeats=7) + bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3)
-                + bench_viterbi(32, 100, 16, dtypes, repeats=5))
-        memory = bench_memory(64, (128, 256, 512), ("float32", "float64"), ("alignnb", "pysdtw", "tslearn"))
+        old = json.loads(args.out.read_text()) if args.only and args.out.exists() else {"rows": [], "memory": []}
+        keep = [r for r in old["rows"] if ("Viterbi" in r["task"]) != (args.only == "viterbi")] if args.only else []
+        rows, memory = keep, old["memory"] if args.only == "viterbi" else []
+        if args.only != "viterbi":
+            rows = (bench_soft_dtw(16, (64,), 8, dtypes, repeats=7) + bench_soft_dtw(64, (128, 256, 512), 8, dtypes, repeats=3)
+                    + [r for r in rows if "Viterbi" in r["task"]])
+            memory = bench_memory(64, (128, 256, 512), ("float32", "float64"), ("alignnb", "pysdtw", "tslearn"))
+        if args.only != "dtw":
+            rows = ([r for r in rows if "Viterbi" not in r["task"]] + bench_viterbi(32, 100, 16, dtypes, repeats=5)
+                    + bench_viterbi(32, 500, 64, (torch.float32,), repeats=3, struct=False))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; ratio = peer time / alignnb time (> 1: alignnb faster)")
     header = f"{'task':<24} {'shape':<22} {'dtype':<8} {'alignnb s':>9} {'peer':<12} {'peer s':>8} {'ratio':>6} {'ours err':>9} {'peer err':>9}"
     print(header); print("-" * len(header))
     for row in rows:
         for peer in ("tslearn", "pysdtw", "pytorch_crf", "torch_struct"):
             if f"{peer}_s" in row:
-                print(f"{row['task']:<24} {row['shape']:<22} {row['dtype']:<8} {row['alignnb_s']:>9.3f} {peer:<12} {row[peer + '_s']:>8.3f} "
+                print(f"{row['task'] + (' ' + row['via'] + ', ' + row['trainable'] if 'via' in row else ''):<24} {row['shape']:<22} {row['dtype']:<8} {row['alignnb_s']:>9.3f} {peer:<12} {row[peer + '_s']:>8.3f} "
                       f"{row['ratio_' + peer]:>6.2f} {row['alignnb_grad_max_err']:>9.1e} {row[peer + '_grad_max_err']:>9.1e}")
     print("err: max gradient error against the float64 reference (relative to the largest entry for soft-DTW)")
     print("\npeak memory of one forward + backward (MB, and bytes per DP cell B*m*n; linear memory = constant bytes per cell)")

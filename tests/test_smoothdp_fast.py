@@ -109,3 +109,32 @@ def test_crf_through_viterbi_and_loss_against_pytorch_crf(dtype, tol):
     log_z = viterbi(chain_potentials(e2, trans.detach(), start.detach(), end.detach(), lengths), "entropy", 1.0, lengths)
     peer_log_z = crf._compute_normalizer(emissions.transpose(0, 1), mask.transpose(0, 1))
     torch.testing.assert_close(log_z, peer_log_z, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("with_start,with_end", [(False, False), (True, False), (False, True), (True, True)])
+def test_chain_potentials_custom_backward_matches_broadcasting(with_start, with_end):
+    from alignnb.smoothdp.viterbi import _chain_potentials_plain
+    g = torch.Generator().manual_seed(9)
+    B, T, S = 3, 5, 4
+    args = [torch.randn(B, T, S, generator=g, dtype=torch.float64), torch.randn(S, S, generator=g, dtype=torch.float64),
+            torch.randn(S, generator=g, dtype=torch.float64) if with_start else None,
+            torch.randn(S, generator=g, dtype=torch.float64) if with_end else None]
+    lengths = torch.tensor([5, 1, 3])
+    weights = torch.randn(B, T, S, S, generator=g, dtype=torch.float64)
+    outs = []
+    for fn in (chain_potentials, _chain_potentials_plain):
+        leaves = [a.clone().requires_grad_() if a is not None else None for a in args]
+        theta = fn(*leaves, lengths)
+        (theta * weights).sum().backward()
+        outs.append((theta.detach(), [a.grad for a in leaves if a is not None]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
+    for a, b in zip(outs[0][1], outs[1][1]): torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    leaves = [a.clone().requires_grad_() if a is not None else None for a in args]  # second order through viterbi
+    inputs = tuple(a for a in leaves if a is not None)
+    assert torch.autograd.gradgradcheck(lambda *xs: viterbi(chain_potentials(*_refill(leaves, xs), lengths), "entropy", 1.0, lengths),
+                                        inputs)
+
+
+def _refill(leaves, xs):
+    it = iter(xs)
+    return [next(it) if a is not None else None for a in leaves]

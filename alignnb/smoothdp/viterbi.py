@@ -130,15 +130,15 @@ def _check_chain(emissions, transitions, start, end) -> int:
             raise TypeError(f"{name} must have the emissions' dtype {emissions.dtype}, got {value.dtype}")
     return S
 
-# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #2099b10f
-def chain_potentials(
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #f1a0000c
+def _chain_potentials_plain(
     emissions: Tensor,  # (B, T, S) per-token tag scores
     transitions: Tensor,  # (S, S) transitions[i, j]: score of tag j followed by tag i
     start: Tensor | None = None,  # (S,) score of starting with tag i
     end: Tensor | None = None,  # (S,) score of ending with tag i
     lengths: Tensor | None = None,  # (B,) true lengths; None: all T
 ) -> Tensor:  # (B, T, S, S) potentials θ
-    "Linear-chain CRF potentials θ_{t,i,j} = emission_{t,i} + transition_{i,j}, virtual start state 0."
+    "`chain_potentials` by plain broadcasting: the reference the custom backward is checked against."
     S = _check_chain(emissions, transitions, start, end)
     B, T, _ = emissions.shape
     first_column = torch.full((S,), -BIG, dtype=emissions.dtype, device=emissions.device)
@@ -150,6 +150,46 @@ def chain_potentials(
         is_last = (torch.arange(T, device=emissions.device) == lengths[:, None] - 1).to(emissions.dtype)  # (B, T)
         theta = theta + is_last[:, :, None, None] * end[:, None]
     return theta
+
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #f1a0000b
+class _ChainPotentials(torch.autograd.Function):
+    "θ written in one pass; the backward reduces the gradient once per parameter (it is linear: differentiable)."
+    @staticmethod
+    def forward(ctx, emissions, transitions, start, end, lengths):
+        B, T, S = emissions.shape
+        theta = torch.add(emissions[:, :, :, None], transitions)  # (B, T, S, S); t = 0 is overwritten below
+        first_column = torch.full((S,), -BIG, dtype=emissions.dtype, device=emissions.device)
+        first_column[0] = 0.0  # only the virtual start state 0 precedes t = 0
+        theta[:, 0] = emissions[:, 0, :, None] + first_column + (0.0 if start is None else start[:, None])
+        if end is not None: theta[torch.arange(B, device=theta.device), lengths - 1] += end[:, None]
+        ctx.save_for_backward(lengths)
+        ctx.has = (start is not None, end is not None)
+        return theta
+
+    @staticmethod
+    def backward(ctx, grad):
+        lengths, = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        rows = grad.sum(-1) if need[0] or need[2] or need[3] else None  # (B, T, S)
+        g_transitions = grad[:, 1:].sum((0, 1)) if need[1] else None
+        g_start = rows[:, 0].sum(0) if ctx.has[0] and need[2] else None
+        last = (torch.arange(len(lengths), device=grad.device), lengths - 1) if ctx.has[1] else None
+        g_end = rows[last].sum(0) if ctx.has[1] and need[3] else None
+        return rows if need[0] else None, g_transitions, g_start, g_end, None
+
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #2099b10f
+def chain_potentials(
+    emissions: Tensor,  # (B, T, S) per-token tag scores
+    transitions: Tensor,  # (S, S) transitions[i, j]: score of tag j followed by tag i
+    start: Tensor | None = None,  # (S,) score of starting with tag i
+    end: Tensor | None = None,  # (S,) score of ending with tag i
+    lengths: Tensor | None = None,  # (B,) true lengths; None: all T
+) -> Tensor:  # (B, T, S, S) potentials θ
+    "Linear-chain CRF potentials θ_{t,i,j} = emission_{t,i} + transition_{i,j}, virtual start state 0."
+    _check_chain(emissions, transitions, start, end)
+    B, T, _ = emissions.shape
+    lengths = None if end is None else _check_lengths(lengths, B, T, "lengths", emissions.device)
+    return _ChainPotentials.apply(emissions, transitions, start, end, lengths)
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #7ea55261
 def path_score(
