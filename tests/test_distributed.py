@@ -24,6 +24,8 @@ def two_process_run(tmp_path_factory):
     model = save_tiny_gpt2(workdir / "model")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ALIGNNB_QUIET": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # --multi_gpu selects accelerate's torchrun launcher (its --cpu path with several processes needs mpirun); with
+    # use_cpu=True in the training arguments the processes run on the CPU and join with gloo, which the script asserts
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                str(SCRIPTS / "trl_distributed.py"), "record", "--model", str(model), "--workdir", str(workdir)]

@@ -59,6 +59,8 @@ def record(model_path: str, workdir: Path):
     trainer = _trainer(model_path, workdir, PER_RANK)
     acc, calls, sample = trainer.accelerator, [], trainer._sample
     assert acc.num_processes == RANKS, f"expected {RANKS} processes, got {acc.num_processes}"
+    backend = torch.distributed.get_backend()
+    assert backend == "gloo" and acc.device.type == "cpu", f"expected gloo on the CPU, got {backend} on {acc.device}"
 
     def recording(model, prompts, mixture):
         g = sample(model, prompts, mixture)
