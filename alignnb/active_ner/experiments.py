@@ -1,4 +1,4 @@
-"""The reproduction: learning curves of MNLP, least confidence, BALD and random acquisition on the package's NER corpus over seeds, the share of the data at which MNLP reaches 99% of full-data F1, and the training cost of the CNN-CNN-LSTM against the BiLSTM-CRF, each claim with its interval and verdict.
+"""The reproduction: learning curves of MNLP, least confidence, BALD and random acquisition on the package's NER corpus over seeds, the share of the data at which MNLP reaches 99% of a converged full-data reference, incremental against from-scratch retraining, and the training cost of the CNN-CNN-LSTM against the BiLSTM-CRF, each claim with its interval and verdict.
 
 Docs: https://alignnb.github.io/alignnb/91_active_ner/experiments.html.md"""
 
