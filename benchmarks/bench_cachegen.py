@@ -13,6 +13,11 @@ caches of held-out documents, continuation perplexity from the decoded cache (`s
 held-out documents with --quick, otherwise 12 fit documents and all 12 validation documents long enough), for the
 released bins and for bins calibrated on the fit documents (`calibrate_bins`, KL budget 0.002 nats per token).
 The claims, with intervals over the held-out documents, are `alignnb-reproduce cachegen`'s.
+
+Decode speed in M symbols/s (one coded symbol per KV element: an anchor or a delta), one thread, with a cProfile
+breakdown of one profiled-table decode (which share of the time the range coder's calls take, which the NumPy
+reassembly and which the Python around them), measured before any optimisation. The end-to-end time to first
+token over a shaped loopback socket is `alignnb.cachegen.end_to_end` (page 06_end_to_end).
 """
 import argparse, json, os, platform, time
 from pathlib import Path
@@ -52,6 +57,17 @@ def timed(fn, repeat: int):
     return best, out
 
 
+def decode_profile(codec: CacheGenCodec, data: bytes, top: int = 6) -> dict:
+    "cProfile of one decode: share of the time per function (tottime), the range decoder's calls first."
+    import cProfile, pstats
+    prof = cProfile.Profile()
+    prof.enable(); codec.decode(data); prof.disable()
+    st = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tottime, cumtime, callers)
+    total = sum(v[2] for v in st.values())
+    shares = sorted(((f"{k[2]} ({Path(k[0]).name})", v[2] / total, v[1]) for k, v in st.items()), key=lambda r: -r[1])
+    return {"total_s": total, "top": [dict(function=f, share=round(sh, 3), calls=n) for f, sh, n in shares[:top]]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -78,8 +94,9 @@ def main():
             ok = all(torch.equal(a, b) for a, b in zip(out.keys + out.values, ref.keys + ref.values))
             checks[f"cachegen chunk {chunk} {tables} exact"] = ok
             bits = 8 * len(data) / test.numel()
+            if tables == "profiled" and chunk == 256: profile = decode_profile(codec, data)
             rows.append(dict(method=f"CacheGen {tables}", chunk=chunk, bits=bits, ratio_vs_8bit=bits8 / bits,
-                             encode_MBps=mb / t_enc, decode_MBps=mb / t_dec,
+                             encode_MBps=mb / t_enc, decode_MBps=mb / t_dec, decode_Msym_s=test.numel() / t_dec / 1e6,
                              coder_overhead_pct=100 * (8 * stats["coded_bytes"] / stats["ideal_bits"] - 1),
                              table_share=stats["table_bytes"] / stats["total_bytes"]))
     for shuffle in (False, True):
@@ -111,6 +128,10 @@ def main():
         best = lm.rows["CacheGen calibrated"]
         summary["calibrated >= 3x smaller than 8-bit at < 1% perplexity"] = best["ratio_vs_8bit"] >= 3 and best["quality"] < 0.01
     print(f"CacheGen decode (slowest) / zstd-19 compress: {slowest_decode / zstd19:.1f}x")
+    print("decode M symbols/s (one thread): " + ", ".join(f"{r['method']} chunk {r['chunk']}: {r['decode_Msym_s']:.1f}"
+                                                       for r in rows if "decode_Msym_s" in r))
+    print(f"decode profile (profiled tables, chunk 256, {profile['total_s']:.3f} s under cProfile):")
+    for r in profile["top"]: print(f"  {r['share']:6.1%}  {r['calls']:7d} calls  {r['function']}")
     if lm is not None:
         print(f"\nSmall LM, {lm.documents} held-out documents: size against continuation perplexity "
               f"(calibrated bins: keys {lm.calibration.key_bins}, values {lm.calibration.value_bins})")
@@ -123,7 +144,7 @@ def main():
     (out / "bench_cachegen.json").write_text(json.dumps(dict(quick=args.quick, machine=platform.machine(), cpus=os.cpu_count(),
                                                             data="synthetic" if args.quick else "all-MiniLM-L6-v2",
                                                             shape=[test.n_layers, *test.shape], bits_8bit=bits8,
-                                                            rows=rows, checks=checks, summary=summary,
+                                                            rows=rows, checks=checks, summary=summary, decode_profile=profile,
                                                             small_lm=quality, calibrated_bins=None if lm is None else lm.calibration.level_config), indent=2))
     if not all(checks.values()): raise SystemExit("a decode did not verify")
 
