@@ -121,4 +121,12 @@ def test_claims_decide_both_ways():
     not_held = {c.name: c.verdict for c in study_claims(_fabricated(0.3, 0.9, 0.4, 0.4, -0.05))}
     assert not_held["plm_closes_gap"] == "not held" and not_held["pmm_improves_boundary_f"] == "not held"
     c = next(c for c in study_claims(_fabricated(0.3, 0.9, 0.8, 0.8, 0.05)) if c.name == "plm_closes_gap")
-    assert c.estimate == pytest.approx(5 / 6, abs=0.03)  # (0.8 - 0.3) / (0.9 - 0.3), by hand
+    assert c.estimate == pytest.approx(0.2, abs=0.02)  # 0.8 - (0.3 + 0.9) / 2, by hand
+    from alignnb.sam import gap_closed
+    assert gap_closed(_fabricated(0.3, 0.9, 0.8, 0.8, 0.05), "PLM") == pytest.approx(5 / 6, abs=0.03)
+
+
+def test_one_seed_claims_stay_undecided():
+    verdicts = {c.name: c.verdict for c in study_claims(_fabricated(0.3, 0.9, 0.8, 0.85, 0.05, K=1))}
+    assert verdicts == {"plm_closes_gap": "not resolved", "plm_pmm_closes_gap": "not resolved",
+                        "pmm_improves_boundary_f": "not resolved", "fewer_parameters": "held"}
