@@ -72,6 +72,7 @@ def test_tiny_gamma_takes_the_plain_path_in_float32():
     assert not _use_compiled_viterbi(theta, "entropy", 1e-39)  # 1 / gamma overflows float32
     assert _use_compiled_viterbi(theta.double(), "entropy", 1e-39)
     assert not _use_compiled_viterbi(theta, "l2", 1.0) and not _use_compiled_viterbi(theta.bfloat16(), "entropy", 1.0)
+    assert not _use_compiled_viterbi(torch.randn(1, 2, 32, 32), "entropy", 1.0)  # many states: the torch steps
 
 
 def test_second_derivatives_and_gradcheck():
