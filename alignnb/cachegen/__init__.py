@@ -14,6 +14,7 @@ from .baselines import *
 from .long_lm import *
 from .chunks import *
 from .transport import *
+from .end_to_end import *
 from .experiments import *
 from .experiments import reproduce
 # the Hugging Face plumbing the codec's users (and the tests) reach through this package
