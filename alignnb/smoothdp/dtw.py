@@ -237,6 +237,15 @@ def _costs(cost, x: Tensor, y: Tensor) -> Tensor:
                          f"max |y| = {float(y.abs().max()):.3g}): it overflows {theta.dtype}; rescale the series")
     return theta
 
+# %% ../../nbs/20_smoothdp/02_dtw.ipynb #cefaeea4
+def _series_dtw(cost, x: Tensor, y: Tensor, omega: str, gamma: float, bandwidth, lengths_x, lengths_y,
+                band: str) -> Tensor:
+    "dtw(cost(x, y)): for 'sqeuclidean' on the CPU fused (the costs computed inside the compiled sweeps), else composed."
+    if isinstance(cost, str) and cost == "sqeuclidean":
+        value = _kernels()._soft_dtw_fused(x, y, omega, gamma, bandwidth, lengths_x, lengths_y, band)
+        if value is not None: return value
+    return dtw(_costs(cost, x, y), omega, gamma, bandwidth, lengths_x, lengths_y, band)
+
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #8eb44987
 def soft_dtw(
     x: Tensor,  # (B, m, d) series
@@ -256,10 +265,10 @@ def soft_dtw(
         raise ValueError(f"cost must be 'sqeuclidean' or a callable, got {cost!r}")
     # costs and checks too: small batched ops pay more for thread sync than they gain
     with torch_threads(1, active=x.device.type == "cpu"):
-        value = dtw(_costs(cost, x, y), omega, gamma, bandwidth, lengths_x, lengths_y, band)
+        value = _series_dtw(cost, x, y, omega, gamma, bandwidth, lengths_x, lengths_y, band)
         if not normalize: return value
-        return value - 0.5 * (dtw(_costs(cost, x, x), omega, gamma, bandwidth, lengths_x, lengths_x, band)
-                              + dtw(_costs(cost, y, y), omega, gamma, bandwidth, lengths_y, lengths_y, band))  # (10)
+        return value - 0.5 * (_series_dtw(cost, x, x, omega, gamma, bandwidth, lengths_x, lengths_x, band)
+                              + _series_dtw(cost, y, y, omega, gamma, bandwidth, lengths_y, lengths_y, band))  # (10)
 
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #e7b4d37b
 class SoftDTWLoss(nn.Module):

@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .dtw import _diagonal_rows, _diagonal_slice, _dtw_seeds
-from .smoothed_max import BIG, OMEGAS, _max_argmax
+from ..core import torch_threads
+
+from .dtw import _DTW, _SqEuclidean, _check_bandwidth, _diagonal_rows, _diagonal_slice, _dtw_seeds
+from .smoothed_max import (BIG, OMEGAS, _check_lengths, _check_omega_gamma, _check_result,
+                                           _max_argmax)
 
 # %% auto #0
 __all__ = []
@@ -238,6 +241,109 @@ def _dtw_compiled_backward(Q: np.ndarray, grad: Tensor, lengths_x: Tensor, lengt
     g = grad.detach().to(torch.float64 if Q.dtype == np.float64 else torch.float32).contiguous().numpy()
     return torch.from_numpy(_dtw_backward_kernel(Q, g, lengths_x.numpy(force=True), lengths_y.numpy(force=True),
                                                  *((-1, -1) if bandwidth is None else bandwidth), n))
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #ab3fe638
+@_jit(parallel=True)
+def _sdtw_sq_forward_kernel(x, y, lengths_x, lengths_y, omega, gamma, left, right):
+    "(9) on the costs ||x_i - y_j||^2, computed in the sweep (no (B, m, n) costs): values (B,), Q."
+    B, m, d = x.shape
+    n = y.shape[1]
+    value = np.empty(B, dtype=x.dtype)
+    Q = np.empty((B, m, _q_width(n, left, right), 3), dtype=x.dtype)  # only in-band, in-length cells written
+    for b in numba.prange(B):
+        Lx, Ly = lengths_x[b], lengths_y[b]
+        prev, cur = np.full(n + 1, BIG, dtype=x.dtype), np.full(n + 1, BIG, dtype=x.dtype)  # rows i - 1, i of R
+        prev[0] = 0
+        for i in range(1, Lx + 1):
+            lo, hi = 1, Ly
+            if left >= 0: lo, hi = max(lo, i - left), min(hi, i + right)
+            cur[:] = BIG
+            for j in range(lo, hi + 1):
+                c = x[b, i - 1, 0] - x[b, i - 1, 0]  # 0 in the input's dtype
+                for t in range(d): c += (x[b, i - 1, t] - y[b, j - 1, t]) ** 2
+                r, qa, qd, qu = _soft_min3(cur[j - 1], prev[j - 1], prev[j], omega, gamma)
+                k = _q_column(i, j, n, left, right)
+                Q[b, i - 1, k, 0], Q[b, i - 1, k, 1], Q[b, i - 1, k, 2] = qa, qd, qu
+                cur[j] = c + r
+            prev, cur = cur, prev
+        value[b] = prev[Ly]
+    return value, Q
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #b8f36d89
+@_jit(parallel=True)
+def _sdtw_sq_backward_kernel(Q, grad, x, y, lengths_x, lengths_y, left, right):
+    "(6) as in `_dtw_backward_kernel`, each cell's ē pushed on through the costs: dx (B, m, d), dy (B, n, d)."
+    B, m, d = x.shape
+    n = y.shape[1]
+    gx, gy = np.zeros_like(x), np.zeros_like(y)
+    for b in numba.prange(B):
+        ax, ay = np.zeros(d), np.zeros((n, d))  # float64 sums of the row's and the columns' terms
+        Lx, Ly = lengths_x[b], lengths_y[b]
+        cur, below = np.zeros(n + 1, dtype=Q.dtype), np.zeros(n + 1, dtype=Q.dtype)
+        cur[Ly] = grad[b]
+        for i in range(Lx, 0, -1):
+            lo, hi = 1, Ly
+            if left >= 0: lo, hi = max(lo, i - left), min(hi, i + right)
+            below[:] = 0
+            ax[:] = 0
+            for j in range(hi, lo - 1, -1):
+                e, k = cur[j], _q_column(i, j, n, left, right)
+                cur[j - 1] += e * Q[b, i - 1, k, 0]
+                below[j - 1] += e * Q[b, i - 1, k, 1]
+                below[j] += e * Q[b, i - 1, k, 2]
+                for t in range(d):  # d||x_i - y_j||^2 = 2 (x_i - y_j) dx_i - 2 (x_i - y_j) dy_j
+                    g = 2 * e * (x[b, i - 1, t] - y[b, j - 1, t])
+                    ax[t] += g
+                    ay[j - 1, t] -= g
+            gx[b, i - 1] = ax
+            cur, below = below, cur
+        gy[b] = ay
+    return gx, gy
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #dde97719
+class _SoftDTWSq(torch.autograd.Function):
+    "DTW_Omega of the squared Euclidean costs of x (B, m, d) and y (B, n, d), the costs computed in the sweeps."
+    @staticmethod
+    def forward(ctx, x, y, lengths_x, lengths_y, omega, gamma, band):
+        xs, ys = x.detach().contiguous().numpy(), y.detach().contiguous().numpy()
+        value, Q = _sdtw_sq_forward_kernel(xs, ys, lengths_x.numpy(), lengths_y.numpy(), OMEGAS.index(omega),
+                                           xs.dtype.type(gamma), *((-1, -1) if band is None else band))
+        ctx.save_for_backward(x, y, lengths_x, lengths_y)
+        ctx.Q, ctx.config = Q, (omega, gamma, band)
+        return torch.from_numpy(value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, lengths_x, lengths_y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the plain composition, differentiable again
+            wanted = [t for t, need in zip((x, y), ctx.needs_input_grad[:2]) if need]
+            value = _DTW.apply(_SqEuclidean.apply(x, y), lengths_x, lengths_y, *ctx.config)
+            grads = iter(torch.autograd.grad(value, wanted, grad, create_graph=True))
+            gx, gy = (next(grads) if need else None for need in ctx.needs_input_grad[:2])
+        else:
+            g = grad.detach().to(x.dtype).contiguous().numpy()
+            band = ctx.config[2]
+            gx, gy = map(torch.from_numpy, _sdtw_sq_backward_kernel(
+                ctx.Q, g, x.detach().contiguous().numpy(), y.detach().contiguous().numpy(), lengths_x.numpy(),
+                lengths_y.numpy(), *((-1, -1) if band is None else band)))
+        return gx, gy, None, None, None, None, None
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #fcd2749c
+def _soft_dtw_fused(x: Tensor, y: Tensor, omega: str, gamma: float, bandwidth, lengths_x, lengths_y,
+                    band: str) -> Tensor | None:
+    "`dtw(pairwise_sqeuclidean(x, y), ...)` through `_SoftDTWSq`, or None where it does not apply."
+    if not (_use_compiled(x) and _use_compiled(y)): return None
+    gamma = _check_omega_gamma(omega, gamma)
+    B, m, n = x.shape[0], x.shape[1], y.shape[1]
+    lengths_x = _check_lengths(lengths_x, B, m, "lengths_x", x.device)
+    lengths_y = _check_lengths(lengths_y, B, n, "lengths_y", x.device)
+    offsets = _check_bandwidth(bandwidth, lengths_x, lengths_y, (B, m, n), band)
+    bound = (float(x.detach().norm(dim=-1).max()) + float(y.detach().norm(dim=-1).max())) ** 2  # >= every cost
+    if not (math.isfinite(bound) and max(bound, gamma) * (m + n) < 1e-3 * BIG): return None  # dtw would rescale
+    gamma = max(gamma, torch.finfo(x.dtype).tiny)
+    with torch_threads(1):
+        value = _SoftDTWSq.apply(x, y, lengths_x, lengths_y, omega, gamma, offsets)
+    return _check_result(value, "soft_dtw", x, gamma, "x")
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #f1a00002
 @_jit(parallel=True)
