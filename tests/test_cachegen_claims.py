@@ -1,6 +1,7 @@
 """CacheGen's claims and the figures they are computed from: verdicts from synthetic per-document results, the
 per-document comparison, KIVI's fp16 residual and the honesty of the small-LM presets."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -120,3 +121,43 @@ def test_small_lm_presets_ask_only_for_documents_the_split_has():
     assert len(test) == full.n_test and len(fit) == full.n_fit
     with pytest.raises(ValueError, match="validation split has only"):
         _small_lm_documents(tok, SmallLMExperimentConfig(n_test=full.n_test + 1))
+
+
+def synthetic_socket_run(ttft_8bit, ttft_adaptive, drop_adaptive, drop_l3, slo=0.4):
+    "An end-to-end result from hand-written TTFTs: sweep pairs at 4 Mbps (one per repeat) and drop fetches."
+    from alignnb.cachegen import EndToEndResult
+    rows = [{"method": m, "bandwidth": 4.0, "document": 0, "repeat": r, "ttft": t}
+            for r, (a, b) in enumerate(zip(ttft_8bit, ttft_adaptive))
+            for m, t in (("8-bit", a), ("CacheGen adaptive", b))]
+    drop = [{"method": m, "document": k, "repeat": 0, "ttft": t}
+            for k, (a, b) in enumerate(zip(drop_adaptive, drop_l3))
+            for m, t in (("CacheGen adaptive", a), ("CacheGen L3", b))]
+    return EndToEndResult(pd.DataFrame(rows), pd.DataFrame(drop), pd.DataFrame(drop), slo, 0.0)
+
+
+def test_ttft_claim_is_the_median_ratio_against_8bit():
+    from alignnb.cachegen import ttft_claim
+    run = synthetic_socket_run([3.0, 1.0, 0.9], [1.0, 1.0, 0.3], [0.3], [0.3])  # ratios 3, 1, 3: median 3
+    claim = ttft_claim(run)
+    assert claim.estimate == pytest.approx(3.0) and claim.threshold == 2.7
+    assert claim.interval.startswith("bootstrap over 3")
+
+
+@pytest.mark.parametrize("n, wins, expected", [(2, 2, "not resolved"), (8, 8, "held"), (8, 0, "not held"),
+                                               (8, 4, "not resolved")])
+def test_slo_claim_counts_pairs_adaptive_meets_and_fixed_misses(n, wins, expected):
+    from scipy.stats import binomtest
+    from alignnb.cachegen import slo_claim
+    # `wins` pairs: adaptive meets, L3 misses; the rest: both meet (a tie is no win)
+    run = synthetic_socket_run([1.0], [1.0], [0.3] * n, [0.5] * wins + [0.3] * (n - wins))
+    claim = slo_claim(run)
+    ci = binomtest(wins, n).proportion_ci(0.95, method="exact")
+    assert claim.estimate == pytest.approx(wins / n)
+    assert (claim.low, claim.high) == pytest.approx((ci.low, ci.high))
+    assert claim.verdict == expected
+
+
+def test_end_to_end_rejects_unknown_methods():
+    from alignnb.cachegen import EndToEndConfig, end_to_end_experiment
+    with pytest.raises(ValueError, match="config.methods"):
+        end_to_end_experiment(EndToEndConfig(methods=("8-bit", "CacheGen L9")), model=object(), tokenizer=None)
