@@ -16,7 +16,10 @@ The claims, with intervals over the held-out documents, are `alignnb-reproduce c
 
 Decode speed in M symbols/s (one coded symbol per KV element: an anchor or a delta), one thread, with a cProfile
 breakdown of one profiled-table decode (which share of the time the range coder's calls take, which the NumPy
-reassembly and which the Python around them), measured before any optimisation. The end-to-end time to first
+reassembly and which the Python around them), measured before any optimisation; and the range decoder alone on the
+first chunk, one call per table row (the codec's path) against one call per (kind, layer) with a `Categorical` model
+family and per-symbol probabilities (`family_decode`: same words, same symbols; measured slower, since the family
+builds a lazy model for every symbol, so the codec keeps the per-row calls). The end-to-end time to first
 token over a shaped loopback socket is `alignnb.cachegen.end_to_end` (page 06_end_to_end).
 """
 import argparse, json, os, platform, time
@@ -68,6 +71,43 @@ def decode_profile(codec: CacheGenCodec, data: bytes, top: int = 6) -> dict:
     return {"total_s": total, "top": [dict(function=f, share=round(sh, 3), calls=n) for f, sh, n in shares[:top]]}
 
 
+def family_decode(codec: CacheGenCodec, cache: KVCache, repeat: int) -> dict:
+    """Decode the first chunk's symbols of every (kind, layer) two ways: one `RangeDecoder.decode` call per table row
+    (the codec's path) and one call per (kind, layer) with a `Categorical` model family and a (symbols, alphabet)
+    probability array. Both read the same words (the family encoder is checked to write them bit for bit)."""
+    import constriction
+    from alignnb.cachegen.codec import anchor_delta, quantize_cache
+    family = constriction.stream.model.Categorical(perfect=False)
+    quantized = quantize_cache(cache, *codec.bins_for(cache.n_layers))
+    bins = list(codec.bins_for(cache.n_layers)[0]) + list(codec.bins_for(cache.n_layers)[1])
+    jobs, n = [], 0
+    for j, ((q, _), b) in enumerate(zip(quantized, bins)):
+        for sym, freq, models in zip(anchor_delta(q[:codec.chunk_tokens], codec.group_size, b // 2 - 1),
+                                     codec.frequencies[j], codec._profiled_models()[j]):
+            enc = constriction.stream.queue.RangeEncoder()
+            for ch, m in enumerate(models): enc.encode(np.ascontiguousarray(sym[:, ch], dtype=np.int32), m)
+            probs = np.repeat(freq.astype(np.float64), sym.shape[0], axis=0)  # channel-major, as encoded
+            fam = constriction.stream.queue.RangeEncoder()
+            fam.encode(np.ascontiguousarray(sym.T.ravel(), dtype=np.int32), family, probs)
+            words = enc.get_compressed()
+            jobs.append((words, models, probs, sym, np.array_equal(words, fam.get_compressed())))
+            n += sym.size
+    def per_row(): return [_rows(w, ms, s.shape[0]) for w, ms, _, s, _ in jobs]
+    def by_family(): return [constriction.stream.queue.RangeDecoder(w).decode(family, p).reshape(s.shape[1], -1).T
+                             for w, _, p, s, _ in jobs]
+    t_row, a = timed(per_row, repeat)
+    t_fam, b = timed(by_family, repeat)
+    same = all(np.array_equal(x, s) and np.array_equal(y, s) for x, y, (_, _, _, s, _) in zip(a, b, jobs))
+    return dict(symbols=n, per_row_Msym_s=n / t_row / 1e6, family_Msym_s=n / t_fam / 1e6,
+                decoded_equal=bool(same), words_equal=all(j[4] for j in jobs))
+
+
+def _rows(words, models, rows: int) -> np.ndarray:  # (rows, channels)
+    import constriction
+    dec = constriction.stream.queue.RangeDecoder(words)
+    return np.stack([dec.decode(m, rows) for m in models], axis=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -94,7 +134,9 @@ def main():
             ok = all(torch.equal(a, b) for a, b in zip(out.keys + out.values, ref.keys + ref.values))
             checks[f"cachegen chunk {chunk} {tables} exact"] = ok
             bits = 8 * len(data) / test.numel()
-            if tables == "profiled" and chunk == 256: profile = decode_profile(codec, data)
+            if tables == "profiled" and chunk == 256:
+                profile, family = decode_profile(codec, data), family_decode(codec, test, repeat)
+                checks["family decode = per-row decode"] = family["decoded_equal"] and family["words_equal"]
             rows.append(dict(method=f"CacheGen {tables}", chunk=chunk, bits=bits, ratio_vs_8bit=bits8 / bits,
                              encode_MBps=mb / t_enc, decode_MBps=mb / t_dec, decode_Msym_s=test.numel() / t_dec / 1e6,
                              coder_overhead_pct=100 * (8 * stats["coded_bytes"] / stats["ideal_bits"] - 1),
@@ -132,6 +174,10 @@ def main():
                                                        for r in rows if "decode_Msym_s" in r))
     print(f"decode profile (profiled tables, chunk 256, {profile['total_s']:.3f} s under cProfile):")
     for r in profile["top"]: print(f"  {r['share']:6.1%}  {r['calls']:7d} calls  {r['function']}")
+    print(f"range decoder alone, first 256-token chunk ({family['symbols']} symbols): one call per table row "
+          f"{family['per_row_Msym_s']:.1f} M symbols/s, one call per (kind, layer) with a Categorical family "
+          f"{family['family_Msym_s']:.1f} M symbols/s (same words: {family['words_equal']}, "
+          f"same symbols: {family['decoded_equal']})")
     if lm is not None:
         print(f"\nSmall LM, {lm.documents} held-out documents: size against continuation perplexity "
               f"(calibrated bins: keys {lm.calibration.key_bins}, values {lm.calibration.value_bins})")
@@ -144,7 +190,7 @@ def main():
     (out / "bench_cachegen.json").write_text(json.dumps(dict(quick=args.quick, machine=platform.machine(), cpus=os.cpu_count(),
                                                             data="synthetic" if args.quick else "all-MiniLM-L6-v2",
                                                             shape=[test.n_layers, *test.shape], bits_8bit=bits8,
-                                                            rows=rows, checks=checks, summary=summary, decode_profile=profile,
+                                                            rows=rows, checks=checks, summary=summary, decode_profile=profile, family_decode=family,
                                                             small_lm=quality, calibrated_bins=None if lm is None else lm.calibration.level_config), indent=2))
     if not all(checks.values()): raise SystemExit("a decode did not verify")
 
