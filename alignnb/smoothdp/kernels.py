@@ -332,7 +332,7 @@ class _SoftDTWSq(torch.autograd.Function):
 def _soft_dtw_fused(x: Tensor, y: Tensor, omega: str, gamma: float, bandwidth, lengths_x, lengths_y,
                     band: str) -> Tensor | None:
     "`dtw(pairwise_sqeuclidean(x, y), ...)` through `_SoftDTWSq`, or None where it does not apply."
-    if not (_use_compiled(x) and _use_compiled(y)): return None
+    if not (_use_compiled(x) and _use_compiled(y)) or len(x) == 0: return None  # empty: dtw's
     gamma = _check_omega_gamma(omega, gamma)
     B, m, n = x.shape[0], x.shape[1], y.shape[1]
     lengths_x = _check_lengths(lengths_x, B, m, "lengths_x", x.device)
