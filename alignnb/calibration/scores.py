@@ -148,7 +148,8 @@ def _log_score_from_logits(logits, labels) -> Score:
     check_probs(logits, labels, from_logits=True)
     y = np.asarray(_to_numpy(labels, "labels"))
     if isinstance(logits, torch.Tensor) and logits.ndim == 2:
-        per = -logits.log_softmax(-1)[torch.arange(len(labels)), torch.as_tensor(y)]
+        z = logits if logits.is_floating_point() else logits.double()  # integer logits: no integer log-softmax
+        per = -z.log_softmax(-1)[torch.arange(len(labels)), torch.as_tensor(y)]
         return Score(per, per.mean())
     z = _to_numpy(logits, "probs").astype(np.float64)
     if z.ndim == 1: z = np.stack([np.zeros_like(z), z], axis=1)  # binary logit -> (N, 2)
