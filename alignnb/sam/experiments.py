@@ -85,7 +85,11 @@ def show_examples(examples: list, title: str = ""):
     fig.suptitle(title)
     return fig
 
-def plt_subplots(n: int, rows: int = 1):
+def plt_subplots(
+    n: int,  # panels per row
+    rows: int = 1,  # rows of panels
+):  # (figure, flat array of rows * n axes)
+    "A figure of `rows` x `n` small image panels, its axes flattened."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(rows, n, figsize=(2.0 * n, 2.2 * rows), squeeze=False)
     return fig, axes.ravel()
