@@ -52,7 +52,8 @@ def test_fused_matches_plain_unequal_lengths(dtype, rtol, omega):
 
 def test_fused_band_matches_plain():
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(3, 12, 2, generator=g, dtype=torch.float64), torch.randn(3, 12, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 12, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 12, 2, generator=g, dtype=torch.float64)
     close(fused(x, y, 0.3, bandwidth=2), plain(x, y, 0.3, band=(2, 2)), 1e-10)
 
 
@@ -74,11 +75,13 @@ def test_small_gamma_approaches_hard_dtw():
 
 def test_huge_values_fall_back_and_scale_exactly():
     g = torch.Generator().manual_seed(3)
-    x, y = torch.randn(2, 6, 2, generator=g, dtype=torch.float64), torch.randn(2, 5, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 6, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 5, 2, generator=g, dtype=torch.float64)
     c = 1e5  # costs ~1e10 reach the border value: soft_dtw composes and rescales
     assert kernels._soft_dtw_fused(c * x, c * y, "entropy", 1.0, None, None, None, "diagonal") is None
     # soft-DTW is homogeneous: sdtw(c x, c y; c^2 gamma) = c^2 sdtw(x, y; gamma)
-    torch.testing.assert_close(soft_dtw(c * x, c * y, gamma=c * c * 0.5), c * c * plain(x, y, 0.5)[0], rtol=1e-9, atol=0)
+    expected = c * c * plain(x, y, 0.5)[0]
+    torch.testing.assert_close(soft_dtw(c * x, c * y, gamma=c * c * 0.5), expected, rtol=1e-9, atol=0)
 
 
 def test_soft_dtw_takes_the_fused_path_and_keeps_second_derivatives():
@@ -101,5 +104,6 @@ def test_barycenter_expanded_input():
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.floats(0.01, 5.0), st.integers(0, 2**31 - 1))
 def test_fused_matches_plain_property(m, n, d, gamma, seed):
     g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(2, m, d, generator=g, dtype=torch.float64), torch.randn(2, n, d, generator=g, dtype=torch.float64)
+    x = torch.randn(2, m, d, generator=g, dtype=torch.float64)
+    y = torch.randn(2, n, d, generator=g, dtype=torch.float64)
     close(fused(x, y, gamma), plain(x, y, gamma), 1e-9)

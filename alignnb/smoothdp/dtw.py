@@ -240,7 +240,7 @@ def _costs(cost, x: Tensor, y: Tensor) -> Tensor:
 # %% ../../nbs/20_smoothdp/02_dtw.ipynb #cefaeea4
 def _series_dtw(cost, x: Tensor, y: Tensor, omega: str, gamma: float, bandwidth, lengths_x, lengths_y,
                 band: str) -> Tensor:
-    "dtw(cost(x, y)): for 'sqeuclidean' on the CPU fused (the costs computed inside the compiled sweeps), else composed."
+    "dtw(cost(x, y)): fused for 'sqeuclidean' on the CPU (costs computed inside the compiled sweeps), else composed."
     if isinstance(cost, str) and cost == "sqeuclidean":
         value = _kernels()._soft_dtw_fused(x, y, omega, gamma, bandwidth, lengths_x, lengths_y, band)
         if value is not None: return value
