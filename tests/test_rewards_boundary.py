@@ -169,3 +169,9 @@ def test_python_float_beyond_float32_is_named():
         log_sigmoid_transform(torch.tensor([math.inf]), 0.0)
     out = log_sigmoid_transform(torch.zeros(2, dtype=torch.float64), torch.tensor(1e300, dtype=torch.float64))
     assert torch.equal(out, torch.full((2,), -1e300, dtype=torch.float64))
+
+
+def test_reference_reward_overflow_names_its_argument():
+    "A normal quantile far in the tail of rewards near float32's limit overflows: the error names sample_rewards (found by the fuzz test)."
+    with pytest.raises(ValueError, match="sample_rewards"):
+        reference_reward(torch.tensor([[0.0, 0.0], [0.0, 1.5847e38]]), 5.960464477539063e-08, "normal")

@@ -69,7 +69,7 @@ def reference_reward(
         z = torch.special.ndtri(torch.tensor(quantile, dtype=x.dtype))  # Phi^{-1}(q)
         ref = x.mean(-1) + z * x.std(-1, correction=0)  # (8): quantile of the maximum-likelihood normal fit
     else: ref = torch.quantile(x, quantile, dim=-1)  # (8), linear interpolation
-    return _finite_result(ref * scale, "the reference reward")
+    return _finite_result(ref * scale, "the reference reward of sample_rewards at this quantile")
 
 # %% ../../nbs/10_rewards/00_transform.ipynb #de31576b
 COMBINE_METHODS = ("lsc", "sum", "weighted", "min")  # the `how` of `combine_rewards`: (7) and three baselines
