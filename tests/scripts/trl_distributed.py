@@ -3,6 +3,7 @@ GPT-2 with Nash-MD-PG on alignnb's TRL trainer for a few steps, record every sam
 parameters, and evaluate the calibration metrics on per-rank shards. `replay`: one process, twice the per-device
 batch, the two ranks' samples of each step concatenated in place of its own generation; save its parameters."""
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def record(model_path: str, workdir: Path):
         metric.update(torch.tensor(logits[rank::RANKS]), torch.tensor(labels[rank::RANKS]))  # 501 and 500 rows
         values[name] = float(metric.compute())
     torch.save(values, workdir / f"metrics_rank{rank}.pt")
+    acc.wait_for_everyone()  # every rank's files are written before any rank leaves
+    torch.distributed.destroy_process_group()  # gloo's threads joined here, not torn down at interpreter exit
 
 
 def replay(model_path: str, workdir: Path):
@@ -114,4 +117,9 @@ if __name__ == "__main__":
     a = parser.parse_args()
     torch.set_num_threads(1)
     (record if a.mode == "record" else replay)(a.model, Path(a.workdir))
-    sys.exit(0)
+    # Everything this script reports is in its files, already written and closed. Leave without the interpreter's
+    # teardown: a rank once died there with 'terminate called without an active exception' (SIGABRT) after its work
+    # was done, failing the launch at random.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
