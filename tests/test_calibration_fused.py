@@ -53,6 +53,35 @@ def test_ties_take_the_first_maximum():
     assert _fused_top_sums(p, np.array([3, 2, 0]), 15)[2].sum() == 1  # only the third row's first maximum is its label
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_of_many_blocks_take_the_first_maximum(dtype):
+    # rows are read in blocks of 128: ties inside a block, across blocks, and the maximum in the last partial block
+    c, rng = 1000, np.random.default_rng(7)
+    p = rng.uniform(0.5, 1.0, (6, c))
+    top = [(0, 5), (1, 130), (2, 127), (3, 128), (4, 999), (5, 960)]
+    for r, j in top: p[r, j] = 3.0
+    p[1, 700] = p[2, 128] = p[2, 500] = p[3, 255] = p[5, 961] = 3.0  # later copies of the same maximum
+    p = (p / p.sum(1, keepdims=True)).astype(dtype)
+    assert [int(a) for a in p.argmax(1)] == [j for _, j in top]
+    y = np.array([j for _, j in top])
+    fused = _fused_top_sums(p, y, 15)
+    assert fused is not None and fused[2].sum() == 6  # every row's label is its first maximum
+    _same(fused, _plain(p, y))
+    _same(_fused_top_sums(p, (y + 1) % c, 15), _plain(p, (y + 1) % c))
+
+
+def test_rows_at_the_tolerance_edge_are_left_to_the_plain_check():
+    p, y = _random(40, 600, np.float64, 3)
+    for off, plain_ok in [(1e-3 - 2e-6, True), (1e-3 + 2e-6, False), (-(1e-3 - 2e-6), True), (5e-4, True)]:
+        q = p.copy(); q[11] *= 1 + off  # row 11 sums to 1 + off, within 1e-5 of atol = 1e-3 in the first three
+        near = abs(abs(off) - 1e-3) < 1e-5
+        assert (_fused_top_sums(q, y, 15) is None) == (near or not plain_ok)
+        if plain_ok:
+            plain = float(_errors_from_sums(*_plain(q, y), "l1", False).mean())
+            assert binned_calibration_error(q, y) == pytest.approx(plain, rel=1e-12)
+        else: pytest.raises(ValueError, binned_calibration_error, q, y)
+
+
 def test_bin_edges_and_one_hot():
     # confidences exactly on edges b / B (0.2 * 5 = 1.0, 0.6 * 5 = 3.0) and at 1.0, which belongs to the last bin
     p = np.array([[0.2, 0.2, 0.2, 0.2, 0.2], [0.6, 0.4, 0, 0, 0], [0, 0, 1.0, 0, 0], [0.0, 1.0, 0, 0, 0]])
