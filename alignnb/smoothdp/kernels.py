@@ -411,3 +411,187 @@ def _viterbi_compiled_backward(theta: Tensor, V: np.ndarray, value: Tensor, grad
     g = grad.detach().to(theta.dtype).contiguous().numpy()
     return torch.from_numpy(_viterbi_entropy_backward_kernel(th, V, value.numpy(), g, lengths.numpy(force=True),
                                                              th.dtype.type(gamma)))
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #35446a47
+@_jit(parallel=True, fastmath={"reassoc", "contract"})
+def _chain_forward_kernel(E, M, lengths):
+    "α_t = Ẽ_t ∘ (M α̂_{t-1}) rescaled to max 1, one sequence per thread: Σ log s_t + log Σ_i α̂_{L-1,i} (B,), α̂, Mα̂."
+    B, T, S = E.shape
+    A, C, logs = np.zeros((B, T, S)), np.ones((B, T, S)), np.zeros(B)
+    for b in numba.prange(B):
+        for t in range(lengths[b]):
+            a, e, c = A[b, t], E[b, t], C[b, t]
+            if t > 0:  # c = M α̂_{t-1}; at t = 0 only the virtual state is open: c = 1
+                prev = A[b, t - 1]
+                for i in range(S):
+                    row, acc = M[i], 0.0
+                    for j in range(S): acc += row[j] * prev[j]
+                    c[i] = acc
+            s = 0.0
+            for i in range(S):
+                a[i] = e[i] * c[i]
+                s = max(s, a[i])
+            for i in range(S): a[i] /= s
+            logs[b] += math.log(s)
+        logs[b] += math.log(A[b, lengths[b] - 1].sum())
+    return logs, A, C
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #09d00944
+@_jit(parallel=True, fastmath={"reassoc", "contract"})
+def _chain_backward_kernel(E, A, C, MT, M_out, A_out, grad, lengths, tags, gold, out, rows, W):
+    """Marginals e (B, T, S, S) times grad into `out` (zero beyond each length), minus grad on the gold path if `gold`;
+    their sums over j into `rows` (B, T, S), and W[b, t-1] = w_t = g u_t / z_t (t >= 1) for the transitions' sum."""
+    B, T, S = E.shape
+    for b in numba.prange(B):
+        L = lengths[b]
+        beta, nxt, u = np.ones(S), np.empty(S), np.empty(S)
+        w = np.empty(S)
+        for t in range(L, T):
+            out[b, t] = 0
+            rows[b, t] = 0
+        for t in range(L - 1, T): W[b, t] = 0  # no transition out of t >= L - 1
+        for t in range(L - 1, -1, -1):
+            e, c, z = E[b, t], C[b, t], 0.0
+            for i in range(S):
+                u[i] = e[i] * beta[i]
+                z += u[i] * c[i]  # the partition function at t, in this step's scale
+            for i in range(S):
+                w[i] = grad[b] * u[i] / z
+                rows[b, t, i] = w[i] * c[i]
+                if t > 0: W[b, t - 1, i] = w[i]
+            if t == 0:
+                out[b, 0] = 0
+                for i in range(S): out[b, 0, i, 0] = w[i]  # only the virtual start state precedes t = 0
+            else:
+                prev = A_out[b, t - 1]
+                for i in range(S):
+                    o, row, wi = out[b, t, i], M_out[i], w[i]
+                    for j in range(S): o[j] = wi * row[j] * prev[j]  # in the output's dtype: 8 float32 lanes
+                top = 0.0  # β̂_{t-1} ∝ Mᵀ u_t
+                for j in range(S):
+                    col, acc = MT[j], 0.0
+                    for i in range(S): acc += col[i] * u[i]
+                    nxt[j] = acc
+                    top = max(top, acc)
+                for j in range(S): beta[j] = nxt[j] / top
+            if gold:  # path_score's gradient (the transitions' share is taken off in the wrapper)
+                i, j = tags[b, t], tags[b, t - 1] if t > 0 else 0
+                out[b, t, i, j] -= grad[b]
+                rows[b, t, i] -= grad[b]
+    return out
+
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #0e0bbb3f
+@_jit(parallel=True)
+def _chain_theta_kernel(emissions, transitions, start, end, lengths, big, out):
+    "θ (B, T, S, S) into `out`: emission_{t,i} + transition_{i,j}; at t = 0 column 0 + start, -big elsewhere; end at L - 1."
+    B, T, S = emissions.shape
+    for b in numba.prange(B):
+        for t in range(T):
+            for i in range(S):
+                o, x = out[b, t, i], emissions[b, t, i]
+                if t == 0:  # in the order of the plain broadcast (emission + border) + start: the same rounding
+                    for j in range(S): o[j] = (x - big) + start[i]
+                    o[0] = x + start[i]
+                else:
+                    row = transitions[i]
+                    for j in range(S): o[j] = x + row[j]
+                if t == lengths[b] - 1:
+                    for j in range(S): o[j] += end[i]
+    return out
+
+
+def _chain_theta(emissions: Tensor, transitions: Tensor, start, end, lengths) -> Tensor | None:
+    "`chain_potentials`' θ from `_chain_theta_kernel`; None off the CPU or for other dtypes (torch writes it then)."
+    if not (_use_compiled(emissions) and emissions.dtype == transitions.dtype): return None
+    B, T, S = emissions.shape
+    dt = _NP_DTYPE[emissions.dtype]
+    zero = np.zeros(S, dt)
+    arrays = [p.detach().contiguous().numpy() if p is not None else zero for p in (emissions, transitions, start, end)]
+    L = np.full(B, -1, np.int64) if end is None else lengths.numpy()
+    return torch.from_numpy(_chain_theta_kernel(*arrays, L, dt(BIG), np.empty((B, T, S, S), dt)))
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #1797aa02
+@_jit(parallel=True, fastmath={"reassoc"})
+def _chain_reduce_kernel(G):
+    "`chain_potentials`' backward in one pass over G (B, T, S, S): rows Σ_j G (B, T, S), per sequence Σ_{t>=1} G_t."
+    B, T, S, _ = G.shape
+    rows, trans = np.empty((B, T, S), G.dtype), np.zeros((B, S, S), G.dtype)
+    for b in numba.prange(B):
+        for t in range(T):
+            for i in range(S):
+                g, acc = G[b, t, i], G[b, t, i, 0] * 0
+                if t > 0:
+                    tr = trans[b, i]
+                    for j in range(S):
+                        acc += g[j]
+                        tr[j] += g[j]
+                else:
+                    for j in range(S): acc += g[j]
+                rows[b, t, i] = acc
+    return rows, trans
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #66924929
+_CHAIN_RANGE = 100.0  # range(A) / gamma up to which the exp-space sweep is float64-exact (see above)
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _use_chain_viterbi(theta: Tensor, chain, omega: str, gamma: float) -> bool:
+    "Whether the exp-space CRF sweep applies: θ from `chain_potentials`, entropy, CPU float, range(A) <= 100 γ."
+    if chain is None or omega != "entropy" or not _use_compiled(theta): return False
+    g = float(gamma)
+    if not (1e-300 <= g < BIG / 800): return False  # 1 / γ finite; exp(-1e10 / γ) = 0 in float64
+    A = chain[1].detach()
+    return float(A.max() - A.min()) <= _CHAIN_RANGE * g
+
+
+def _viterbi_mode(theta: Tensor, omega: str, gamma: float, chain) -> str:
+    "'chain' (the exp-space CRF sweep), 'compiled' (the log-space sweep, S <= 24) or 'torch' (batched torch steps)."
+    if _use_chain_viterbi(theta, chain, omega, gamma): return "chain"
+    return "compiled" if _use_compiled_viterbi(theta, omega, gamma) else "torch"
+
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #a44e7c9a
+def _chain_viterbi(chain, lengths: Tensor, gamma: float):
+    "Values (B,) in the emissions' dtype and the sweep's state (Ẽ, α̂, Mα̂, M), from `_chain_forward_kernel`."
+    emissions, transitions, start, end, chain_lengths = chain
+    B, T, _ = emissions.shape
+    x = emissions.detach().to(torch.float64, copy=True).numpy()  # x_{t,i}: emissions, start at 0, end at the last
+    if start is not None: x[:, 0] += start.detach().double().numpy()
+    if end is not None: x[np.arange(B), chain_lengths.numpy() - 1] += end.detach().double().numpy()
+    A = transitions.detach().double().numpy()
+    M = np.exp((A - A.max()) / gamma)
+    m = x.max(-1)  # (B, T)
+    E = np.exp((x - m[:, :, None]) / gamma)
+    L = lengths.numpy()
+    logs, alpha, c = _chain_forward_kernel(E, M, L)
+    value = gamma * logs + (m * (np.arange(T) < L[:, None])).sum(1) + (L - 1) * A.max()
+    return torch.from_numpy(value).to(emissions.dtype), (E, alpha, c, M)
+
+
+def _chain_viterbi_backward(state, grad: Tensor, lengths: Tensor, theta: Tensor, tags: Tensor | None) -> Tensor:
+    "The marginals (B, T, S, S) times `grad`, minus `grad` on the gold path of `tags` if given; their sums ride along."
+    E, alpha, c, M = state
+    B, T, S, _ = theta.shape
+    out = np.empty((B, T, S, S), _NP_DTYPE[theta.dtype])  # NumPy: huge pages, faster to fault in
+    rows, W = np.empty((B, T, S), out.dtype), np.empty((B, T, S))
+    gold = np.zeros((1, 1), np.int64) if tags is None else np.ascontiguousarray(tags.numpy(), np.int64)
+    g, L = grad.detach().double().numpy(), lengths.numpy()
+    _chain_backward_kernel(E, alpha, c, np.ascontiguousarray(M.T), M.astype(out.dtype), alpha.astype(out.dtype), g,
+                           L, gold, tags is not None, out, rows, W)
+    trans = M * (W.reshape(-1, S).T @ alpha.reshape(-1, S))  # Σ_{b, t >= 1} w_t ⊗ α̂_{t-1}, times M: one GEMM
+    if tags is not None:  # the gold transitions at 1 <= t < L
+        bs, ts = np.nonzero((np.arange(1, T) < L[:, None]))
+        np.subtract.at(trans, (gold[bs, ts + 1], gold[bs, ts]), g[bs])
+    marginals = torch.from_numpy(out)
+    sums = torch.from_numpy(rows), torch.from_numpy(trans.astype(out.dtype))
+    marginals._alignnb_sums = (sums, marginals._version)  # `_chain_reduce` reads them while nothing changed it
+    return marginals
+
+
+def _chain_reduce(grad: Tensor):
+    "Σ_j grad (B, T, S) and Σ_{b, t >= 1} grad (S, S) in one compiled pass; None where the kernel does not apply."
+    if not _use_compiled(grad): return None
+    sums, version = getattr(grad, "_alignnb_sums", (None, None))
+    if sums is not None and grad._version == version: return sums  # the sweep's own gradient, reaching us alone
+    rows, trans = _chain_reduce_kernel(grad.detach().contiguous().numpy())
+    return torch.from_numpy(rows), torch.from_numpy(trans.sum(0))

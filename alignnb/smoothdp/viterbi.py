@@ -51,27 +51,65 @@ def _kernels():
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #38addd83
 class _Viterbi(torch.autograd.Function):
+    "Vit_Omega(θ) (B,), minus `gold` (B,) if given: with `tags`, the loss (8) in one function and one gradient buffer."
     @staticmethod
-    def forward(ctx, theta, lengths, omega, gamma):
-        ctx.compiled = _kernels()._use_compiled_viterbi(theta, omega, gamma)  # entropy on the CPU: v only, q recomputed
-        with torch_threads(1, active=theta.device.type == "cpu" and not ctx.compiled):
-            if ctx.compiled: value, ctx.v = _kernels()._viterbi_compiled(theta, lengths, gamma)
-            else: value, ctx.qs, ctx.q_end = _viterbi_forward(theta, lengths, omega, gamma)
-        ctx.save_for_backward(theta, lengths, value)
+    def forward(ctx, theta, lengths, omega, gamma, chain, tags, gold):
+        K = _kernels()
+        ctx.mode = K._viterbi_mode(theta, omega, gamma, chain)  # 'chain', 'compiled' (both CPU, entropy) or 'torch'
+        with torch_threads(1, active=theta.device.type == "cpu" and ctx.mode == "torch"):
+            if ctx.mode == "chain": value, ctx.state = K._chain_viterbi(chain, lengths, gamma)
+            elif ctx.mode == "compiled": value, ctx.state = K._viterbi_compiled(theta, lengths, gamma)
+            else: value, *ctx.state = _viterbi_forward(theta, lengths, omega, gamma)
+        ctx.save_for_backward(theta, lengths, value, tags)
         ctx.config = (omega, gamma)
-        return value
+        return value if gold is None else value - gold
 
     @staticmethod
     def backward(ctx, grad):
-        theta, lengths, value = ctx.saved_tensors
-        with torch_threads(1, active=theta.device.type == "cpu" and not ctx.compiled):
+        theta, lengths, value, tags = ctx.saved_tensors
+        K, (omega, gamma) = _kernels(), ctx.config
+        with torch_threads(1, active=theta.device.type == "cpu" and ctx.mode == "torch"):
             if torch.is_grad_enabled():  # create_graph=True: Q as a function of theta makes (6) differentiable
-                _, qs, q_end = _viterbi_forward(theta, lengths, *ctx.config)
-            elif ctx.compiled:
-                marginals = _kernels()._viterbi_compiled_backward(theta, ctx.v, value, grad, lengths, ctx.config[1])
-                return marginals, None, None, None
-            else: qs, q_end = ctx.qs, ctx.q_end
-            return _viterbi_backward(qs, q_end, grad, lengths), None, None, None
+                marginals = _viterbi_backward(*_viterbi_forward(theta, lengths, omega, gamma)[1:], grad, lengths)
+            elif ctx.mode == "chain":  # the gold path is subtracted inside the kernel
+                return K._chain_viterbi_backward(ctx.state, grad, lengths, theta, tags), *[None] * 6
+            elif ctx.mode == "compiled":
+                marginals = K._viterbi_compiled_backward(theta, ctx.state, value, grad, lengths, gamma)
+            else: marginals = _viterbi_backward(*ctx.state, grad, lengths)
+        return (marginals if tags is None else _minus_gold(marginals, grad, tags, lengths)), *[None] * 6
+
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #d79fef86
+def _minus_gold(marginals: Tensor, grad: Tensor, tags: Tensor, lengths: Tensor) -> Tensor:
+    "`marginals` minus `grad` at each token's gold transition: path_score's gradient (in place unless grad mode is on)."
+    B, T = tags.shape
+    inside = torch.arange(T, device=tags.device) < lengths[:, None]  # (B, T)
+    tags = torch.where(inside, tags, 0)
+    previous = F.pad(tags[:, :-1], (1, 0), value=0)  # the virtual start state 0 at t = 0
+    rows, steps = torch.arange(B, device=tags.device), torch.arange(T, device=tags.device)
+    index = (rows[:, None].expand(B, T), steps.expand(B, T), tags, previous)
+    values = -(grad[:, None] * inside).to(marginals.dtype)
+    if torch.is_grad_enabled(): return marginals.index_put(index, values, accumulate=True)
+    return marginals.index_put_(index, values, accumulate=True)
+
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #6b1b8317
+def _versions(theta: Tensor, params: tuple) -> tuple | None:
+    "The version counters of θ and its parameters (bumped by every in-place change); None for inference tensors."
+    try: return tuple(None if p is None else p._version for p in (theta, *params))
+    except RuntimeError: return None  # inference-mode tensors keep no version counter
+
+
+def _chain_of(theta: Tensor):
+    "The CRF parameters `chain_potentials` built θ from, if neither θ nor any of them changed since; else None."
+    mark = getattr(theta, "_alignnb_chain", None)
+    if mark is None: return None
+    params, versions = mark
+    return params if _versions(theta, params) == versions else None
+
+
+def _chain_finite(chain) -> bool:
+    "Whether θ is surely finite: the parameters' largest magnitudes and the border value 1e10 add up below the max."
+    bound = BIG + sum(float(p.detach().abs().max()) for p in chain[:4] if p is not None and p.numel())
+    return bound < torch.finfo(chain[0].dtype).max / 2
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #01da5689
 def viterbi(
@@ -81,12 +119,20 @@ def viterbi(
     lengths: Tensor | None = None,  # (B,) true lengths L_b <= T; None: all T
 ) -> Tensor:  # (B,) Vit_Omega(θ); its gradient is the expected transitions
     "The smoothed Viterbi value (7), batched; differentiable twice."
+    return _viterbi(theta, omega, gamma, lengths)
+
+
+def _viterbi(theta: Tensor, omega: str, gamma: float, lengths: Tensor | None, tags: Tensor | None = None) -> Tensor:
+    "`viterbi`, or with `tags` the loss (8) per sequence: Vit_Omega(θ) - path_score(θ, tags), one gradient buffer."
     gamma = _check_omega_gamma(omega, gamma)
-    _check_scores(theta, "theta")
+    chain = _chain_of(theta)
+    if chain is None or not _chain_finite(chain): _check_scores(theta, "theta")  # else θ is finite: no pass over it
     if theta.dim() != 4 or theta.shape[2] != theta.shape[3] or 0 in theta.shape[1:]:
         raise ValueError(f"theta must have shape (B, T, S, S) with T, S >= 1, got {tuple(theta.shape)}")
     lengths = _check_lengths(lengths, theta.shape[0], theta.shape[1], "lengths", theta.device)
-    return _check_result(_Viterbi.apply(theta, lengths, omega, gamma), "viterbi", theta, gamma, "theta")
+    gold = None if tags is None else path_score(theta.detach(), tags, lengths)  # checks the tags
+    value = _Viterbi.apply(theta, lengths, omega, gamma, chain, tags, gold)
+    return _check_result(value, "viterbi", theta, gamma, "theta")
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #0a4fed2c
 def viterbi_marginals(
@@ -157,11 +203,13 @@ class _ChainPotentials(torch.autograd.Function):
     @staticmethod
     def forward(ctx, emissions, transitions, start, end, lengths):
         B, T, S = emissions.shape
-        theta = torch.add(emissions[:, :, :, None], transitions)  # (B, T, S, S); t = 0 is overwritten below
-        first_column = torch.full((S,), -BIG, dtype=emissions.dtype, device=emissions.device)
-        first_column[0] = 0.0  # only the virtual start state 0 precedes t = 0
-        theta[:, 0] = emissions[:, 0, :, None] + first_column + (0.0 if start is None else start[:, None])
-        if end is not None: theta[torch.arange(B, device=theta.device), lengths - 1] += end[:, None]
+        theta = _kernels()._chain_theta(emissions, transitions, start, end, lengths)  # CPU float: one compiled pass
+        if theta is None:
+            theta = torch.add(emissions[:, :, :, None], transitions)  # (B, T, S, S); t = 0 is overwritten below
+            first_column = torch.full((S,), -BIG, dtype=emissions.dtype, device=emissions.device)
+            first_column[0] = 0.0  # only the virtual start state 0 precedes t = 0
+            theta[:, 0] = emissions[:, 0, :, None] + first_column + (0.0 if start is None else start[:, None])
+            if end is not None: theta[torch.arange(B, device=theta.device), lengths - 1] += end[:, None]
         ctx.save_for_backward(lengths)
         ctx.has = (start is not None, end is not None)
         return theta
@@ -170,8 +218,11 @@ class _ChainPotentials(torch.autograd.Function):
     def backward(ctx, grad):
         lengths, = ctx.saved_tensors
         need = ctx.needs_input_grad
-        rows = grad.sum(-1) if need[0] or need[2] or need[3] else None  # (B, T, S)
-        g_transitions = grad[:, 1:].sum((0, 1)) if need[1] else None
+        fast = None if torch.is_grad_enabled() else _kernels()._chain_reduce(grad)  # CPU: one pass over grad
+        if fast is not None: rows, g_transitions = fast[0], fast[1] if need[1] else None
+        else:
+            rows = grad.sum(-1) if need[0] or need[2] or need[3] else None  # (B, T, S)
+            g_transitions = grad[:, 1:].sum((0, 1)) if need[1] else None
         g_start = rows[:, 0].sum(0) if ctx.has[0] and need[2] else None
         last = (torch.arange(len(lengths), device=grad.device), lengths - 1) if ctx.has[1] else None
         g_end = rows[last].sum(0) if ctx.has[1] and need[3] else None
@@ -189,7 +240,11 @@ def chain_potentials(
     _check_chain(emissions, transitions, start, end)
     B, T, _ = emissions.shape
     lengths = None if end is None else _check_lengths(lengths, B, T, "lengths", emissions.device)
-    return _ChainPotentials.apply(emissions, transitions, start, end, lengths)
+    theta = _ChainPotentials.apply(emissions, transitions, start, end, lengths)
+    params = (emissions, transitions, start, end, lengths)
+    versions = _versions(theta, params)
+    if versions is not None: theta._alignnb_chain = (params, versions)  # read by viterbi's exp-space CRF sweep
+    return theta
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #7ea55261
 def path_score(
@@ -228,7 +283,7 @@ class ViterbiLoss(nn.Module):
                 tags: Tensor,  # (B, T) gold tags
                 lengths: Tensor | None = None,  # (B,) true lengths
                ) -> Tensor:  # the loss, reduced as asked
-        loss = viterbi(theta, self.omega, self.gamma, lengths) - path_score(theta, tags, lengths)  # (8)
+        loss = _viterbi(theta, self.omega, self.gamma, lengths, tags)  # (8): viterbi - path_score, fused
         return loss.mean() if self.reduction == "mean" else loss.sum() if self.reduction == "sum" else loss
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #897f8dee
