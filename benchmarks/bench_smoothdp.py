@@ -231,8 +231,8 @@ def main():
                     + [r for r in rows if "Viterbi" in r["task"]])
             memory = bench_memory(64, (128, 256, 512), ("float32", "float64"), ("alignnb", "pysdtw", "tslearn"))
         if args.only != "dtw":
-            rows = ([r for r in rows if "Viterbi" not in r["task"]] + bench_viterbi(32, 100, 16, dtypes, repeats=5)
-                    + bench_viterbi(32, 500, 64, (torch.float32,), repeats=3, struct=False))
+            rows = ([r for r in rows if "Viterbi" not in r["task"]] + bench_viterbi(32, 100, 16, dtypes, repeats=9)
+                    + bench_viterbi(32, 500, 64, (torch.float32,), repeats=5, struct=False))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; ratio = peer time / alignnb time (> 1: alignnb faster)")
     header = f"{'task':<24} {'shape':<22} {'dtype':<8} {'alignnb s':>9} {'peer':<12} {'peer s':>8} {'ratio':>6} {'ours err':>9} {'peer err':>9}"
     print(header); print("-" * len(header))

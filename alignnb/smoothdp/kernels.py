@@ -558,7 +558,7 @@ def _chain_viterbi(chain, lengths: Tensor, gamma: float):
     x = emissions.detach().to(torch.float64, copy=True).numpy()  # x_{t,i}: emissions, start at 0, end at the last
     if start is not None: x[:, 0] += start.detach().double().numpy()
     if end is not None: x[np.arange(B), chain_lengths.numpy() - 1] += end.detach().double().numpy()
-    A = transitions.detach().double().numpy()
+    A = np.ascontiguousarray(transitions.detach().double().numpy())  # a transposed parameter: rows contiguous
     M = np.exp((A - A.max()) / gamma)
     m = x.max(-1)  # (B, T)
     E = np.exp((x - m[:, :, None]) / gamma)
@@ -576,7 +576,7 @@ def _chain_viterbi_backward(state, grad: Tensor, lengths: Tensor, theta: Tensor,
     rows, W = np.empty((B, T, S), out.dtype), np.empty((B, T, S))
     gold = np.zeros((1, 1), np.int64) if tags is None else np.ascontiguousarray(tags.numpy(), np.int64)
     g, L = grad.detach().double().numpy(), lengths.numpy()
-    _chain_backward_kernel(E, alpha, c, np.ascontiguousarray(M.T), M.astype(out.dtype), alpha.astype(out.dtype), g,
+    _chain_backward_kernel(E, alpha, c, np.ascontiguousarray(M.T), M.astype(out.dtype, order="C"), alpha.astype(out.dtype), g,
                            L, gold, tags is not None, out, rows, W)
     trans = M * (W.reshape(-1, S).T @ alpha.reshape(-1, S))  # Σ_{b, t >= 1} w_t ⊗ α̂_{t-1}, times M: one GEMM
     if tags is not None:  # the gold transitions at 1 <= t < L
