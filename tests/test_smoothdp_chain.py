@@ -159,3 +159,15 @@ def test_long_sequences_in_float32_match_float64():
                                                    for p in (e, A, start, end, chain_len)], 1.0, lengths)
     torch.testing.assert_close(v32.double(), v64, rtol=1e-6, atol=1e-3)
     for a, b in zip(g32, g64): torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("B,T,S", [(0, 3, 4), (1, 1, 1), (2, 1, 3), (3, 4, 1)])
+def test_degenerate_shapes(B, T, S):
+    e, A, start, end, _, _ = _params(max(B, 1), T, S, torch.float64, B + T + S)
+    e, lengths = e[:B], torch.full((B,), T)
+    fast = _value_and_grads(chain_potentials, (e, A, start, end, lengths), 1.0, lengths)
+    plain = _value_and_grads(_chain_potentials_plain, (e, A, start, end, lengths), 1.0, lengths)
+    for a, b in zip([fast[0], *fast[1]], [plain[0], *plain[1]]): torch.testing.assert_close(a, b)
+    tags = torch.zeros(B, T, dtype=torch.long)  # an empty batch's loss is 0 (its tags once failed the range check)
+    loss = ViterbiLoss("entropy", 1.0, "sum")(chain_potentials(e, A, start, end, lengths), tags, lengths)
+    assert loss.item() >= 0 and (B > 0 or loss.item() == 0)

@@ -259,7 +259,7 @@ def path_score(
     lengths = _check_lengths(lengths, B, T, "lengths", theta.device)
     inside = torch.arange(T, device=theta.device) < lengths[:, None]  # (B, T)
     tags = torch.where(inside, tags, 0)
-    if tags.min() < 0 or tags.max() >= S:
+    if tags.numel() and (tags.min() < 0 or tags.max() >= S):  # an empty batch has no tags to check
         raise ValueError(f"tags must lie in [0, {S}), got [{int(tags.min())}, {int(tags.max())}]")
     previous = F.pad(tags[:, :-1], (1, 0), value=0)  # (B, T), the virtual start state 0 at t = 0
     scores = theta[torch.arange(B)[:, None], torch.arange(T)[None], tags, previous]  # (B, T)
