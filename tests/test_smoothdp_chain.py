@@ -170,4 +170,4 @@ def test_degenerate_shapes(B, T, S):
     for a, b in zip([fast[0], *fast[1]], [plain[0], *plain[1]]): torch.testing.assert_close(a, b)
     tags = torch.zeros(B, T, dtype=torch.long)  # an empty batch's loss is 0 (its tags once failed the range check)
     loss = ViterbiLoss("entropy", 1.0, "sum")(chain_potentials(e, A, start, end, lengths), tags, lengths)
-    assert loss.item() >= 0 and (B > 0 or loss.item() == 0)
+    assert loss.item() >= -1e-9 and (B > 0 or loss.item() == 0)  # S = 1: one sequence, loss 0 up to rounding
