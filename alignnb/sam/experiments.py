@@ -332,12 +332,14 @@ def gap_closed(study: "SamStudy", method: str) -> float:
     m = {k: study.iou[:, :, i].mean() for i, k in enumerate(study.methods)}
     return float((m[method] - m["frozen SAM"]) / (m["decoder"] - m["frozen SAM"]))
 
+# %% ../../nbs/70_sam/09_experiments.ipynb #c57fb9d1
 def _one_seed_undecided(c: Claim) -> Claim:
     "A claim about training measured on one seed: the interval over images is kept in the note, widened to the threshold."
     import dataclasses
     note = f"{c.note}; one seed: the images' interval [{c.low:.3g}, {c.high:.3g}] is widened to the threshold"
     return dataclasses.replace(c, low=min(c.low, c.threshold), high=max(c.high, c.threshold), note=note)
 
+# %% ../../nbs/70_sam/09_experiments.ipynb #bc4f55e9
 def study_claims(study: SamStudy) -> list:
     "The paper's claims measured on the study, as `Claim`s; with one seed the trained-method claims stay undecided."
     idx = {m: i for i, m in enumerate(study.methods)}
