@@ -98,8 +98,8 @@ def test_changed_theta_or_parameters_leave_the_sweep():
     assert _chain_of(theta) is not None
     for stale in (theta.detach(), theta[:, :4], theta.clone(), theta + 0):
         assert _chain_of(stale) is None
-    with torch.no_grad(): e.mul_(2.0)  # θ was built from the old emissions: its own values must be used
-    assert _chain_of(theta) is None
+    with torch.no_grad(): e.mul_(2.0)  # θ was built from the old emissions: the sweep uses its copies of them
+    assert _chain_of(theta) is not None
     torch.testing.assert_close(viterbi(theta, "entropy", 1.0, lengths),
                                viterbi(theta.detach().clone(), "entropy", 1.0, lengths))
     theta2 = chain_potentials(e, A, start, end, chain_len)
@@ -171,3 +171,47 @@ def test_degenerate_shapes(B, T, S):
     tags = torch.zeros(B, T, dtype=torch.long)  # an empty batch's loss is 0 (its tags once failed the range check)
     loss = ViterbiLoss("entropy", 1.0, "sum")(chain_potentials(e, A, start, end, lengths), tags, lengths)
     assert loss.item() >= -1e-9 and (B > 0 or loss.item() == 0)  # S = 1: one sequence, loss 0 up to rounding
+
+
+def test_parameters_changed_behind_the_version_counter():
+    # found by review: emissions sharing memory with NumPy, and parameters changed through .data, bump no version
+    e, A, start, end, chain_len, lengths = _params(2, 5, 3, torch.float64, 29)
+    array = e.numpy().copy()
+    shared = torch.from_numpy(array)
+    theta = chain_potentials(shared, A, start, end, chain_len)
+    A_live = A.clone().requires_grad_()
+    theta_live = chain_potentials(e, A_live, start, end, chain_len)
+    array += 1.0
+    A_live.data.add_(1.0)
+    for th in (theta, theta_live):  # the sweep must give θ's own value, not the changed parameters'
+        own = viterbi(th.detach().clone(), "entropy", 1.0, lengths)
+        torch.testing.assert_close(viterbi(th, "entropy", 1.0, lengths), own)
+
+
+@pytest.mark.parametrize("forbidden", [95.0, 99.0, 99.9])
+def test_float32_gradient_near_the_bound(forbidden):
+    # found by review: factors near e^-100 are subnormal in float32; the product is now formed in float64
+    A = torch.tensor([[-forbidden, -forbidden], [0.0, 0.0]])
+    e = torch.tensor([[[0.0, 0.0], [150.0, 0.0], [0.0, 0.0]]])
+    theta = chain_potentials(e, A)
+    assert kernels._viterbi_mode(theta, "entropy", 1.0, _chain_of(theta)) == "chain"
+    fast = viterbi_marginals(theta, "entropy", 1.0)
+    reference = viterbi_marginals(_chain_potentials_plain(e.double(), A.double()), "entropy", 1.0)
+    torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_the_buffer_pool_never_hands_out_memory_in_use():
+    import numpy as np
+    a = kernels._pooled_empty((2**22 + 1,), np.float32)  # above 16 MiB: pooled
+    a[:] = 1.0
+    view = torch.from_numpy(a)[10:20]
+    del a
+    b = kernels._pooled_empty((2**22 + 1,), np.float32)  # the first is still referenced through `view`
+    b[:] = 2.0
+    assert not np.shares_memory(b, view.numpy()) and float(view.sum()) == 10.0
+    base = b.base if b.base is not None else b
+    del b, base, view
+    c = kernels._pooled_empty((2**22 + 1,), np.float32)  # now one of the two is free again: reused, not a third
+    assert sum(x.nbytes == c.nbytes for x in kernels._POOL) == 2
+    small = kernels._pooled_empty((1000,), np.float64)
+    assert not any(np.shares_memory(small, x) for x in kernels._POOL)  # small arrays are plain np.empty

@@ -8,6 +8,8 @@ Docs: https://alignnb.github.io/alignnb/20_smoothdp/kernels.html.md"""
 from __future__ import annotations
 
 import math
+import sys
+import threading
 
 import numba
 import numpy as np
@@ -438,7 +440,7 @@ def _chain_forward_kernel(E, M, lengths):
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #09d00944
 @_jit(parallel=True, fastmath={"reassoc", "contract"})
-def _chain_backward_kernel(E, A, C, MT, M_out, A_out, grad, lengths, tags, gold, out, rows, W):
+def _chain_backward_kernel(E, A, C, M, MT, grad, lengths, tags, gold, out, rows, W):
     """Marginals e (B, T, S, S) times grad into `out` (zero beyond each length), minus grad on the gold path if `gold`;
     their sums over j into `rows` (B, T, S), and W[b, t-1] = w_t = g u_t / z_t (t >= 1) for the transitions' sum."""
     B, T, S = E.shape
@@ -463,10 +465,10 @@ def _chain_backward_kernel(E, A, C, MT, M_out, A_out, grad, lengths, tags, gold,
                 out[b, 0] = 0
                 for i in range(S): out[b, 0, i, 0] = w[i]  # only the virtual start state precedes t = 0
             else:
-                prev = A_out[b, t - 1]
+                prev = A[b, t - 1]
                 for i in range(S):
-                    o, row, wi = out[b, t, i], M_out[i], w[i]
-                    for j in range(S): o[j] = wi * row[j] * prev[j]  # in the output's dtype: 8 float32 lanes
+                    o, row, wi = out[b, t, i], M[i], w[i]
+                    for j in range(S): o[j] = wi * row[j] * prev[j]  # in float64, rounded once to out's dtype
                 top = 0.0  # β̂_{t-1} ∝ Mᵀ u_t
                 for j in range(S):
                     col, acc = MT[j], 0.0
@@ -509,7 +511,7 @@ def _chain_theta(emissions: Tensor, transitions: Tensor, start, end, lengths) ->
     zero = np.zeros(S, dt)
     arrays = [p.detach().contiguous().numpy() if p is not None else zero for p in (emissions, transitions, start, end)]
     L = np.full(B, -1, np.int64) if end is None else lengths.numpy()
-    return torch.from_numpy(_chain_theta_kernel(*arrays, L, dt(BIG), np.empty((B, T, S, S), dt)))
+    return torch.from_numpy(_chain_theta_kernel(*arrays, L, dt(BIG), _pooled_empty((B, T, S, S), dt)))
 
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #1797aa02
 @_jit(parallel=True, fastmath={"reassoc"})
@@ -550,6 +552,28 @@ def _viterbi_mode(theta: Tensor, omega: str, gamma: float, chain) -> str:
     if _use_chain_viterbi(theta, chain, omega, gamma): return "chain"
     return "compiled" if _use_compiled_viterbi(theta, omega, gamma) else "torch"
 
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #b7ade448
+_POOL, _POOL_LOCK = [], threading.Lock()
+_POOL_MIN, _POOL_MAX = 2**24, 2**30  # arrays of 16 MiB and more are pooled; at most 1 GiB of free ones kept
+
+
+def _free(k: int) -> bool:
+    "Whether only the pool holds its k-th array: the list's reference and getrefcount's argument, nothing else."
+    return sys.getrefcount(_POOL[k]) <= 2
+
+
+def _pooled_empty(shape: tuple, dtype) -> np.ndarray:
+    "np.empty(shape, dtype); at 16 MiB and more, memory of an earlier array nothing references any more."
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < _POOL_MIN: return np.empty(shape, dtype)
+    with _POOL_LOCK:
+        hit = next((k for k in range(len(_POOL)) if _POOL[k].nbytes == nbytes and _free(k)), None)
+        _POOL.append(_POOL.pop(hit) if hit is not None else np.empty(nbytes, np.uint8))  # most recently used last
+        while sum(_POOL[k].nbytes for k in range(len(_POOL)) if _free(k)) > _POOL_MAX:
+            del _POOL[next(k for k in range(len(_POOL)) if _free(k))]  # the least recently used free one
+        return _POOL[-1].view(dtype).reshape(shape)
+
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #a44e7c9a
 def _chain_viterbi(chain, lengths: Tensor, gamma: float):
     "Values (B,) in the emissions' dtype and the sweep's state (Ẽ, α̂, Mα̂, M), from `_chain_forward_kernel`."
@@ -572,12 +596,11 @@ def _chain_viterbi_backward(state, grad: Tensor, lengths: Tensor, theta: Tensor,
     "The marginals (B, T, S, S) times `grad`, minus `grad` on the gold path of `tags` if given; their sums ride along."
     E, alpha, c, M = state
     B, T, S, _ = theta.shape
-    out = np.empty((B, T, S, S), _NP_DTYPE[theta.dtype])  # NumPy: huge pages, faster to fault in
+    out = _pooled_empty((B, T, S, S), _NP_DTYPE[theta.dtype])  # reused memory: no page faults
     rows, W = np.empty((B, T, S), out.dtype), np.empty((B, T, S))
     gold = np.zeros((1, 1), np.int64) if tags is None else np.ascontiguousarray(tags.numpy(), np.int64)
     g, L = grad.detach().double().numpy(), lengths.numpy()
-    _chain_backward_kernel(E, alpha, c, np.ascontiguousarray(M.T), M.astype(out.dtype, order="C"), alpha.astype(out.dtype), g,
-                           L, gold, tags is not None, out, rows, W)
+    _chain_backward_kernel(E, alpha, c, M, np.ascontiguousarray(M.T), g, L, gold, tags is not None, out, rows, W)
     trans = M * (W.reshape(-1, S).T @ alpha.reshape(-1, S))  # Σ_{b, t >= 1} w_t ⊗ α̂_{t-1}, times M: one GEMM
     if tags is not None:  # the gold transitions at 1 <= t < L
         bs, ts = np.nonzero((np.arange(1, T) < L[:, None]))

@@ -92,18 +92,18 @@ def _minus_gold(marginals: Tensor, grad: Tensor, tags: Tensor, lengths: Tensor) 
     return marginals.index_put_(index, values, accumulate=True)
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #6b1b8317
-def _versions(theta: Tensor, params: tuple) -> tuple | None:
-    "The version counters of θ and its parameters (bumped by every in-place change); None for inference tensors."
-    try: return tuple(None if p is None else p._version for p in (theta, *params))
-    except RuntimeError: return None  # inference-mode tensors keep no version counter
+def _version(theta: Tensor) -> int | None:
+    "θ's version counter (bumped by every in-place change); None for inference tensors, which keep none."
+    try: return theta._version
+    except RuntimeError: return None
 
 
 def _chain_of(theta: Tensor):
-    "The CRF parameters `chain_potentials` built θ from, if neither θ nor any of them changed since; else None."
+    "Copies of the CRF parameters `chain_potentials` built θ from, if θ was not changed in place since; else None."
     mark = getattr(theta, "_alignnb_chain", None)
     if mark is None: return None
-    params, versions = mark
-    return params if _versions(theta, params) == versions else None
+    params, version = mark
+    return params if _version(theta) == version else None
 
 
 def _chain_finite(chain) -> bool:
@@ -241,9 +241,10 @@ def chain_potentials(
     B, T, _ = emissions.shape
     lengths = None if end is None else _check_lengths(lengths, B, T, "lengths", emissions.device)
     theta = _ChainPotentials.apply(emissions, transitions, start, end, lengths)
-    params = (emissions, transitions, start, end, lengths)
-    versions = _versions(theta, params)
-    if versions is not None: theta._alignnb_chain = (params, versions)  # read by viterbi's exp-space CRF sweep
+    version = _version(theta)
+    if version is not None:  # for viterbi's exp-space CRF sweep: the values θ was built from, and θ's version
+        params = tuple(None if p is None else p.detach().clone() for p in (emissions, transitions, start, end, lengths))
+        theta._alignnb_chain = (params, version)
     return theta
 
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #7ea55261
