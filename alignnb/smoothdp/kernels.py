@@ -414,6 +414,18 @@ def _viterbi_compiled_backward(theta: Tensor, V: np.ndarray, value: Tensor, grad
     return torch.from_numpy(_viterbi_entropy_backward_kernel(th, V, value.numpy(), g, lengths.numpy(force=True),
                                                              th.dtype.type(gamma)))
 
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #aee678cc
+@_jit(fastmath={"reassoc", "contract"})
+def _matvec(M, x, out):
+    "out = M x, a row at a time (each a vectorised dot product); returns max(out)."
+    top = 0.0
+    for i in range(M.shape[0]):
+        row, acc = M[i], 0.0
+        for j in range(M.shape[1]): acc += row[j] * x[j]
+        out[i] = acc
+        top = max(top, acc)
+    return top
+
 # %% ../../nbs/20_smoothdp/05_kernels.ipynb #35446a47
 @_jit(parallel=True, fastmath={"reassoc", "contract"})
 def _chain_forward_kernel(E, M, lengths):
@@ -423,12 +435,7 @@ def _chain_forward_kernel(E, M, lengths):
     for b in numba.prange(B):
         for t in range(lengths[b]):
             a, e, c = A[b, t], E[b, t], C[b, t]
-            if t > 0:  # c = M α̂_{t-1}; at t = 0 only the virtual state is open: c = 1
-                prev = A[b, t - 1]
-                for i in range(S):
-                    row, acc = M[i], 0.0
-                    for j in range(S): acc += row[j] * prev[j]
-                    c[i] = acc
+            if t > 0: _matvec(M, A[b, t - 1], c)  # c = M α̂_{t-1}; at t = 0 only the virtual state is open: c = 1
             s = 0.0
             for i in range(S):
                 a[i] = e[i] * c[i]
@@ -446,7 +453,7 @@ def _chain_backward_kernel(E, A, C, M, MT, grad, lengths, tags, gold, out, rows,
     B, T, S = E.shape
     for b in numba.prange(B):
         L = lengths[b]
-        beta, nxt, u = np.ones(S), np.empty(S), np.empty(S)
+        beta, u = np.ones(S), np.empty(S)
         w = np.empty(S)
         for t in range(L, T):
             out[b, t] = 0
@@ -469,13 +476,8 @@ def _chain_backward_kernel(E, A, C, M, MT, grad, lengths, tags, gold, out, rows,
                 for i in range(S):
                     o, row, wi = out[b, t, i], M[i], w[i]
                     for j in range(S): o[j] = wi * row[j] * prev[j]  # in float64, rounded once to out's dtype
-                top = 0.0  # β̂_{t-1} ∝ Mᵀ u_t
-                for j in range(S):
-                    col, acc = MT[j], 0.0
-                    for i in range(S): acc += col[i] * u[i]
-                    nxt[j] = acc
-                    top = max(top, acc)
-                for j in range(S): beta[j] = nxt[j] / top
+                top = _matvec(MT, u, beta)  # β̂_{t-1} ∝ Mᵀ u_t (u is already read from the old β̂)
+                for j in range(S): beta[j] /= top
             if gold:  # path_score's gradient (the transitions' share is taken off in the wrapper)
                 i, j = tags[b, t], tags[b, t - 1] if t > 0 else 0
                 out[b, t, i, j] -= grad[b]
@@ -591,7 +593,7 @@ def _chain_viterbi(chain, lengths: Tensor, gamma: float):
     value = gamma * logs + (m * (np.arange(T) < L[:, None])).sum(1) + (L - 1) * A.max()
     return torch.from_numpy(value).to(emissions.dtype), (E, alpha, c, M)
 
-
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #9d071f18
 def _chain_viterbi_backward(state, grad: Tensor, lengths: Tensor, theta: Tensor, tags: Tensor | None) -> Tensor:
     "The marginals (B, T, S, S) times `grad`, minus `grad` on the gold path of `tags` if given; their sums ride along."
     E, alpha, c, M = state
@@ -610,7 +612,7 @@ def _chain_viterbi_backward(state, grad: Tensor, lengths: Tensor, theta: Tensor,
     marginals._alignnb_sums = (sums, marginals._version)  # `_chain_reduce` reads them while nothing changed it
     return marginals
 
-
+# %% ../../nbs/20_smoothdp/05_kernels.ipynb #bae2ec64
 def _chain_reduce(grad: Tensor):
     "Σ_j grad (B, T, S) and Σ_{b, t >= 1} grad (S, S) in one compiled pass; None where the kernel does not apply."
     if not _use_compiled(grad): return None

@@ -82,9 +82,7 @@ class _Viterbi(torch.autograd.Function):
 def _minus_gold(marginals: Tensor, grad: Tensor, tags: Tensor, lengths: Tensor) -> Tensor:
     "`marginals` minus `grad` at each token's gold transition: path_score's gradient (in place unless grad mode is on)."
     B, T = tags.shape
-    inside = torch.arange(T, device=tags.device) < lengths[:, None]  # (B, T)
-    tags = torch.where(inside, tags, 0)
-    previous = F.pad(tags[:, :-1], (1, 0), value=0)  # the virtual start state 0 at t = 0
+    inside, tags, previous = _gold_path(tags, lengths)
     rows, steps = torch.arange(B, device=tags.device), torch.arange(T, device=tags.device)
     index = (rows[:, None].expand(B, T), steps.expand(B, T), tags, previous)
     values = -(grad[:, None] * inside).to(marginals.dtype)
@@ -247,6 +245,13 @@ def chain_potentials(
         theta._alignnb_chain = (params, version)
     return theta
 
+# %% ../../nbs/20_smoothdp/01_viterbi.ipynb #40f6f9f1
+def _gold_path(tags: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    "inside (B, T), the tags with 0 beyond each length, and each token's previous tag (the virtual state 0 at t = 0)."
+    inside = torch.arange(tags.shape[1], device=tags.device) < lengths[:, None]
+    tags = torch.where(inside, tags, 0)
+    return inside, tags, F.pad(tags[:, :-1], (1, 0), value=0)
+
 # %% ../../nbs/20_smoothdp/01_viterbi.ipynb #7ea55261
 def path_score(
     theta: Tensor,  # (B, T, S, S) potentials
@@ -258,11 +263,9 @@ def path_score(
     if tags.shape != (B, T):
         raise ValueError(f"tags must have shape ({B}, {T}) like theta's (B, T), got {tuple(tags.shape)}")
     lengths = _check_lengths(lengths, B, T, "lengths", theta.device)
-    inside = torch.arange(T, device=theta.device) < lengths[:, None]  # (B, T)
-    tags = torch.where(inside, tags, 0)
+    inside, tags, previous = _gold_path(tags, lengths)
     if tags.numel() and (tags.min() < 0 or tags.max() >= S):  # an empty batch has no tags to check
         raise ValueError(f"tags must lie in [0, {S}), got [{int(tags.min())}, {int(tags.max())}]")
-    previous = F.pad(tags[:, :-1], (1, 0), value=0)  # (B, T), the virtual start state 0 at t = 0
     scores = theta[torch.arange(B)[:, None], torch.arange(T)[None], tags, previous]  # (B, T)
     return (scores * inside).sum(1)
 
